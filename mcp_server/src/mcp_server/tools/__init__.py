@@ -1,0 +1,1 @@
+"""The tools, grouped by concern. Each module holds plain functions; server.py registers them."""

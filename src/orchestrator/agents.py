@@ -1,0 +1,79 @@
+"""The three agents: who they are, what they are told, and which tools each may call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent_framework import Agent, FunctionTool
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    title: str  # shown in the terminal header
+    instructions: str
+    tools: tuple[str, ...]  # MCP tool names this agent may call; nothing else is offered
+
+
+RESEARCHER = AgentSpec(
+    name="Researcher",
+    title="Researcher · destination facts",
+    tools=("get_destination", "list_destinations", "convert_currency", "time_difference"),
+    instructions="""You are the Researcher in a travel-planning team.
+Find the facts about each destination the traveller mentions by calling your tools; never invent facts.
+- Call get_destination for every destination city.
+- If the traveller mentions a budget or a home currency, call convert_currency with the destination's
+  currency_code; if they mention where they travel from, call time_difference.
+Then write a short brief: country and region, languages, currency (code and name), time zone, and
+3 points of interest. State only what the tools returned. If a tool reports an error, say so plainly
+and carry on with what you have.""",
+)
+
+WEATHER = AgentSpec(
+    name="Weather",
+    title="Weather · climate for the travel dates",
+    tools=("get_climate",),
+    instructions="""You are the Weather analyst in a travel-planning team.
+For each destination and the travel month or dates in the conversation, call get_climate (use month,
+or start_date and end_date when exact dates are given). If no month is mentioned, ask get_climate for
+the next month. Report the mean high and low temperature, precipitation and rainy days, and say
+plainly whether to pack for rain, heat or cold. Always say these are climate normals, not a forecast.""",
+)
+
+PLANNER = AgentSpec(
+    name="Planner",
+    title="Planner · day-by-day itinerary",
+    tools=("travel_distance", "time_difference"),
+    instructions="""You are the Planner in a travel-planning team.
+Write a day-by-day itinerary using what the Researcher and the Weather analyst found earlier in the
+conversation. Use travel_distance when the trip covers more than one city. For each day give a
+morning, afternoon and evening idea built on the points of interest found. Say when to pack for rain
+or heat, from the climate normals. End with a "Facts used" list naming the facts you relied on
+(currency, temperatures, time zone, distances). Do not invent facts the team did not find.""",
+)
+
+PIPELINE: tuple[AgentSpec, ...] = (RESEARCHER, WEATHER, PLANNER)
+
+
+def tools_for(spec: AgentSpec, available: Sequence[FunctionTool]) -> list[FunctionTool]:
+    """The subset of the server's tools this agent may use (missing ones are simply not offered)."""
+    return [tool for tool in available if tool.name in spec.tools]
+
+
+def build_agents(
+    client: Any, tools: Sequence[FunctionTool], options: dict[str, Any], middleware: Sequence[Any]
+) -> list[Agent]:
+    return [
+        Agent(
+            client=client,
+            name=spec.name,
+            description=spec.title,
+            instructions=spec.instructions,
+            tools=tools_for(spec, tools),
+            default_options=options,  # type: ignore[arg-type]
+            middleware=list(middleware),
+        )
+        for spec in PIPELINE
+    ]

@@ -1,0 +1,157 @@
+"""Orchestrator settings: one typed class read from the environment and `.env`, validated at start.
+
+Names are the ones the rest of the ecosystem already uses (OLLAMA_HOST, OLLAMA_MODEL, OTEL_*), so
+the same `.env` drives the official clients, compose and Kubernetes alike.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION = re.compile(r"^-?\d+(\.\d+)?(ms|s|m|h)?$")
+
+
+def _host_url(value: str) -> str:
+    """Accept what Ollama's own clients accept: 'ollama:11434', 'http://ollama:11434', '0.0.0.0'."""
+    value = value.strip().rstrip("/")
+    if not value:
+        raise ValueError("is empty; give a URL such as http://ollama:11434")
+    if "://" not in value:
+        value = "http://" + value
+    scheme, _, rest = value.partition("://")
+    if scheme not in ("http", "https"):
+        raise ValueError(f"scheme {scheme!r} is not supported; use http:// or https://")
+    host = rest.split("/", 1)[0]
+    if not host or " " in rest:
+        raise ValueError("is not a URL; give one such as http://ollama:11434")
+    if host.rsplit(":", 1)[-1] == host or host.endswith("]"):
+        host += ":443" if scheme == "https" else ":11434"
+    return f"{scheme}://{host}" + ("/" + rest.split("/", 1)[1] if "/" in rest else "")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- Ollama ---------------------------------------------------------------------------------
+    ollama_host: str = Field("http://ollama:11434", validation_alias="OLLAMA_HOST")
+    ollama_model: str = Field(
+        "qwen2.5:7b",
+        # OLLAMA_MODEL_ID is the name the original plan used; both work.
+        validation_alias=AliasChoices("OLLAMA_MODEL", "OLLAMA_MODEL_ID"),
+        min_length=1,
+        max_length=200,
+    )
+    # One context size for every agent: a different num_ctx per request makes Ollama reload the
+    # model between agents (ollama/ollama#9977).
+    num_ctx: int = Field(8192, ge=512, le=1_048_576, validation_alias="OLLAMA_NUM_CTX")
+    keep_alive: str = Field("30m", validation_alias="OLLAMA_KEEP_ALIVE")
+    temperature: float = Field(0.2, ge=0.0, le=2.0, validation_alias="OLLAMA_TEMPERATURE")
+    max_output_tokens: int = Field(2048, ge=16, le=131_072, validation_alias="OLLAMA_MAX_OUTPUT_TOKENS")
+    # For a remote Ollama behind authentication (a hosted GPU endpoint, a reverse proxy).
+    ollama_api_key: SecretStr | None = Field(None, validation_alias="OLLAMA_API_KEY")
+    ollama_headers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias="OLLAMA_HEADERS"
+    )
+    request_timeout: float = Field(300.0, gt=0, le=3600, validation_alias="OLLAMA_REQUEST_TIMEOUT")
+    connect_wait: float = Field(60.0, ge=0, le=3600, validation_alias="OLLAMA_CONNECT_WAIT")
+
+    # --- MCP tool server -------------------------------------------------------------------------
+    mcp_server_url: str = Field("http://mcp-server:8090/mcp", validation_alias="MCP_SERVER_URL")
+    mcp_timeout: float = Field(30.0, gt=0, le=600, validation_alias="MCP_TIMEOUT")
+
+    # --- Agents ----------------------------------------------------------------------------------
+    max_tool_rounds: int = Field(6, ge=1, le=40, validation_alias="AGENT_MAX_TOOL_ROUNDS")
+    turn_timeout: float = Field(900.0, gt=0, le=86_400, validation_alias="AGENT_TURN_TIMEOUT")
+
+    # --- Telemetry (standard OpenTelemetry names) ------------------------------------------------
+    otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
+        "grpc", validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    otel_exporter_otlp_headers: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_HEADERS")
+    otel_service_name: str = Field("orchestrator", validation_alias="OTEL_SERVICE_NAME")
+    dashboard_url: str | None = Field(None, validation_alias="DASHBOARD_URL")
+
+    @field_validator("ollama_host", "mcp_server_url", mode="after")
+    @classmethod
+    def _url(cls, value: str, info: Any) -> str:
+        if info.field_name == "mcp_server_url":
+            if not re.match(r"^https?://[^/\s]+(/\S*)?$", value.strip()):
+                raise ValueError("is not a URL; give one such as http://mcp-server:8090/mcp")
+            return value.strip()
+        return _host_url(value)
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.match(value.strip()):
+            raise ValueError("is not a duration; use e.g. 30m, 1h, 300s, 0 (unload) or -1 (keep loaded)")
+        return value.strip()
+
+    @field_validator("ollama_headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> Any:
+        """'Name=value,Other=value', the same format as OTEL_EXPORTER_OTLP_HEADERS."""
+        if not isinstance(value, str):
+            return value
+        headers: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, content = item.partition("=")
+            if not sep or not re.match(r"^[A-Za-z0-9-]+$", name.strip()):
+                raise ValueError("must look like 'Header-Name=value,Other=value'")
+            headers[name.strip()] = content.strip()
+        return headers
+
+    @model_validator(mode="after")
+    def _auth(self) -> Settings:
+        if self.ollama_api_key and any(k.lower() == "authorization" for k in self.ollama_headers):
+            raise ValueError("set OLLAMA_API_KEY or an Authorization header in OLLAMA_HEADERS, not both")
+        return self
+
+    def ollama_request_headers(self) -> dict[str, str]:
+        headers = dict(self.ollama_headers)
+        if self.ollama_api_key:
+            headers["Authorization"] = f"Bearer {self.ollama_api_key.get_secret_value()}"
+        return headers
+
+    def chat_options(self) -> dict[str, Any]:
+        """The same options on every request, so Ollama never reloads the model between agents."""
+        keep_alive: str | int = int(self.keep_alive) if self.keep_alive.lstrip("-").isdigit() else self.keep_alive
+        return {
+            "num_ctx": self.num_ctx,
+            "keep_alive": keep_alive,
+            "temperature": self.temperature,
+            "max_tokens": self.max_output_tokens,
+        }
+
+
+class SettingsError(Exception):
+    """A bad setting, explained in one line: the variable, what was given, what is accepted."""
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    if not loc:
+        return "settings"
+    field = Settings.model_fields.get(str(loc[0]))
+    alias = field.validation_alias if field else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return str(alias or loc[0]).upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:
+            raise SettingsError(f"invalid settings: {message}") from None
+        given = first.get("input")
+        if isinstance(given, str) and len(given) > 80:
+            given = given[:77] + "..."
+        raise SettingsError(f"invalid setting {_env_name(first['loc'])}={given!r}: {message}") from None
