@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,10 @@ def tools_for(spec: AgentSpec, available: Sequence[FunctionTool]) -> list[Functi
 
 
 def build_agents(
-    client: Any, tools: Sequence[FunctionTool], options: dict[str, Any], middleware: Sequence[Any]
+    client: Any,
+    tools: Sequence[FunctionTool],
+    options: dict[str, Any],
+    middleware_for: Callable[[str], Sequence[Any]],
 ) -> list[Agent]:
     return [
         Agent(
@@ -73,7 +76,7 @@ def build_agents(
             instructions=spec.instructions,
             tools=tools_for(spec, tools),
             default_options=options,  # type: ignore[arg-type]
-            middleware=list(middleware),
+            middleware=list(middleware_for(spec.name)),
         )
         for spec in PIPELINE
     ]

@@ -1,10 +1,19 @@
 """The stand-in's "model": decides what a reply says, given what a real model would see.
 
 The HTTP layer (server.py) owns the protocol; a Brain only decides content and tool calls.
+
+TravelBrain is scripted to behave like a good tool-calling model in the travel team: it reads the
+system prompt to know which agent it is, the user's request for places and dates, and the tool
+results in the conversation; it calls the tools it is offered with arguments taken from the request,
+and writes its answer from what the tools returned, so a test can check that facts flowed through.
+Models whose names start with "misbehave-" imitate the failures real models produce.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,7 +47,7 @@ class Brain(Protocol):
 
 
 class EchoBrain:
-    """Answers with the last user message; used until a scripted brain is chosen."""
+    """Answers with the last user message."""
 
     def reply(self, model, messages, tools, options) -> Reply:
         last = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
@@ -46,4 +55,271 @@ class EchoBrain:
 
 
 def default_brain() -> Brain:
-    return EchoBrain()
+    return TravelBrain()
+
+
+# --- reading the request ---------------------------------------------------------------------------
+
+MONTHS = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
+_STOP = {"I", "We", "My", "Plan", "Please", "Days", "Day", "Trip", "A", "The", "What", "How", "Make", "Give"}
+_PLACE = r"[A-Z][\w'’-]+(?:\s+(?:de|da|do|del|la|le|of|am|upon)?\s*[A-Z][\w'’-]+)*"
+_DATE = r"\d{4}-\d{2}-\d{2}"
+_CURRENCY = r"(USD|EUR|GBP|JPY|CHF|AUD|CAD|NZD|SEK|NOK|DKK|INR|CNY|BRL|MXN|ZAR|SGD|HKD|THB|KRW)"
+
+
+@dataclass
+class Request:
+    cities: list[str]
+    origin: str | None
+    month: int | None
+    start_date: str | None
+    end_date: str | None
+    days: int
+    budget: tuple[float, str] | None
+
+
+def read_request(text: str) -> Request:
+    origin_match = re.search(rf"\bfrom\s+({_PLACE})", text)
+    origin = origin_match.group(1) if origin_match else None
+    cities: list[str] = []
+    for match in re.finditer(rf"\b(?:in|to|visit|visiting|and|then|around|see)\s+({_PLACE})", text):
+        name = match.group(1)
+        if name.lower() in MONTHS or name in _STOP or re.fullmatch(_CURRENCY, name) or name == origin:
+            continue
+        if name not in cities:
+            cities.append(name)
+    month = next((i + 1 for i, m in enumerate(MONTHS) if re.search(rf"\b{m}\b", text, re.I)), None)
+    dates = re.findall(_DATE, text)
+    days_match = re.search(r"(\d+)[-\s]*(?:days?|nights?)", text, re.I)
+    budget = None
+    if m := re.search(rf"(\d[\d,]*(?:\.\d+)?)\s*{_CURRENCY}", text):
+        budget = (float(m.group(1).replace(",", "")), m.group(2))
+    elif m := re.search(rf"{_CURRENCY}\s*(\d[\d,]*(?:\.\d+)?)", text):
+        budget = (float(m.group(2).replace(",", "")), m.group(1))
+    return Request(
+        cities=cities,
+        origin=origin,
+        month=month,
+        start_date=dates[0] if dates else None,
+        end_date=dates[1] if len(dates) > 1 else (dates[0] if dates else None),
+        days=max(1, min(int(days_match.group(1)), 14)) if days_match else (7 if re.search(r"\bweek\b", text) else 3),
+        budget=budget,
+    )
+
+
+def _tool_results(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(tool name, parsed result) for every tool message, oldest first."""
+    results = []
+    for message in messages:
+        if message.get("role") != "tool":
+            continue
+        content = message.get("content") or ""
+        try:
+            parsed: Any = json.loads(content)
+        except ValueError:
+            parsed = content
+        if isinstance(parsed, dict) and set(parsed) == {"result"}:
+            parsed = parsed["result"]
+        results.append((message.get("tool_name") or "", parsed))
+    return results
+
+
+def _is_error(result: Any) -> bool:
+    return isinstance(result, str) and ("error" in result.lower()[:80] or "unknown city" in result.lower())
+
+
+def _role(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    system = " ".join(m.get("content") or "" for m in messages if m.get("role") == "system")
+    for role in ("Researcher", "Weather", "Planner"):
+        if f"the {role}" in system:
+            return role
+    names = {t["function"]["name"] for t in tools or []}
+    if "get_climate" in names:
+        return "Weather"
+    if "get_destination" in names:
+        return "Researcher"
+    return "Planner"
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"function": {"name": name, "arguments": {k: v for k, v in arguments.items() if v is not None}}}
+
+
+# --- the travel team ---------------------------------------------------------------------------------
+
+
+class TravelBrain:
+    def reply(self, model, messages, tools, options) -> Reply:
+        misbehaviour = self._misbehave(model, messages, tools)
+        if misbehaviour is not None:
+            return misbehaviour
+        users = [m.get("content") or "" for m in messages if _is_request(m)]
+        # Follow-ups ("make it 5 days") keep the places of the earlier request.
+        request = read_request(" ".join(users[-2:]) if users else "")
+        last_user = max((i for i, m in enumerate(messages) if _is_request(m)), default=0)
+        this_turn = messages[last_user:]
+        offered = {t["function"]["name"] for t in tools or []}
+        results = _tool_results(this_turn)
+        role = _role(messages, tools)
+        if role == "Researcher":
+            return self._researcher(request, results, offered, this_turn)
+        if role == "Weather":
+            return self._weather(request, results, offered, this_turn)
+        return self._planner(request, results, offered, this_turn)
+
+    # Each agent calls its tools once per turn: "called" = tool messages after its own system prompt.
+    @staticmethod
+    def _called(this_turn: list[dict[str, Any]], offered: set[str], name: str) -> bool:
+        own = _own_messages(this_turn)
+        return any(m.get("role") == "tool" and m.get("tool_name") == name for m in own) and name in offered
+
+    def _researcher(self, request: Request, results, offered, this_turn) -> Reply:
+        if not request.cities:
+            return Reply(content="Which city would you like to visit? Tell me the destination and the month.")
+        own = _own_messages(this_turn)
+        if "get_destination" in offered and not any(m.get("role") == "tool" for m in own):
+            calls = [_call("get_destination", city=c) for c in request.cities]
+            if request.origin and "time_difference" in offered:
+                calls.append(_call("time_difference", from_city=request.origin, to_city=request.cities[0]))
+            return Reply(tool_calls=calls)
+        destinations = [r for n, r in results if n == "get_destination" and isinstance(r, dict)]
+        if (
+            request.budget
+            and destinations
+            and "convert_currency" in offered
+            and not self._called(this_turn, offered, "convert_currency")
+        ):
+            amount, currency = request.budget
+            return Reply(tool_calls=[_call("convert_currency", amount=amount, from_currency=currency,
+                                           to_currency=destinations[0]["currency_code"])])  # fmt: skip
+        lines = []
+        for d in destinations:
+            pois = ", ".join(p["name"] for p in d["points_of_interest"][:3])
+            lines.append(
+                f"{d['city']}, {d['country']} ({d['region']}, {d['continent']}). "
+                f"Languages: {', '.join(d['languages'])}. Currency: {d['currency_name']} ({d['currency_code']}). "
+                f"Time zone: {d['timezone']}. Points of interest: {pois}."
+            )
+        for name, r in results:
+            if name == "convert_currency" and isinstance(r, dict):
+                lines.append(
+                    f"Budget: {r['amount']:g} {r['from_currency']} is about {r['converted']:,.2f} "
+                    f"{r['to_currency']} (ECB rate of {r['rate_date']})."
+                )
+            elif name == "time_difference" and isinstance(r, dict):
+                lines.append(f"Time difference: {r['summary']}")
+            elif _is_error(r):
+                lines.append(f"A tool reported a problem: {str(r)[:200]}")
+        return Reply(content="\n".join(lines) or "The tools returned nothing I can use.")
+
+    def _weather(self, request: Request, results, offered, this_turn) -> Reply:
+        own = _own_messages(this_turn)
+        cities = [r["city"] for n, r in results if n == "get_destination" and isinstance(r, dict)] or request.cities
+        if "get_climate" in offered and not any(m.get("role") == "tool" for m in own) and cities:
+            if request.month is None and request.start_date:
+                return Reply(tool_calls=[_call("get_climate", city=c, start_date=request.start_date,
+                                               end_date=request.end_date) for c in cities])  # fmt: skip
+            month = request.month or (dt.date.today().month % 12) + 1
+            return Reply(tool_calls=[_call("get_climate", city=c, month=month) for c in cities])
+        lines = []
+        for name, r in _tool_results(own):
+            if name != "get_climate":
+                continue
+            if not isinstance(r, dict):
+                lines.append(f"Climate data unavailable: {str(r)[:200]}")
+                continue
+            for m in r["months"]:
+                lines.append(
+                    f"{r['city']} in {m['month_name']}: highs around {m['high_c']:g} °C, lows around "
+                    f"{m['low_c']:g} °C, {m['precip_mm']:g} mm of rain over about {m['rainy_days']:g} days. "
+                    f"Pack: {', '.join(m['pack'])}."
+                )
+            lines.append(f"Note: {r['note']}")
+        return Reply(content="\n".join(lines) or "I could not get climate normals for this trip.")
+
+    def _planner(self, request: Request, results, offered, this_turn) -> Reply:
+        own = _own_messages(this_turn)
+        destinations = [r for n, r in results if n == "get_destination" and isinstance(r, dict)]
+        if len(destinations) > 1 and "travel_distance" in offered and not any(m.get("role") == "tool" for m in own):
+            pairs = zip(destinations, destinations[1:], strict=False)
+            return Reply(tool_calls=[_call("travel_distance", from_city=a["city"], to_city=b["city"]) for a, b in pairs])
+        if not destinations:
+            return Reply(content="I cannot plan without facts about the destination; please name a city.")
+        climates = {r["city"]: r for n, r in results if n == "get_climate" and isinstance(r, dict)}
+        lines = [f"# {request.days}-day plan: {' and '.join(d['city'] for d in destinations)}", ""]
+        stops = [d for d in destinations for _ in range(max(1, request.days // len(destinations)))]
+        stops += [destinations[-1]] * (request.days - len(stops))
+        for day, d in enumerate(stops[: request.days], start=1):
+            pois = d["points_of_interest"]
+            pick = [pois[(day * 3 + k) % len(pois)]["name"] for k in range(3)] if pois else ["the old town"] * 3
+            lines.append(f"Day {day} ({d['city']}): morning at {pick[0]}; afternoon at {pick[1]}; evening around {pick[2]}.")
+        for n, r in results:
+            if n == "travel_distance" and isinstance(r, dict):
+                lines.append(f"Getting there: {r['from_city']} to {r['to_city']} is {r['distance_km']:g} km, "
+                             f"about {r['travel_hours']:g} h by {r['mode']}.")  # fmt: skip
+        facts = []
+        for d in destinations:
+            facts.append(f"currency {d['currency_name']} ({d['currency_code']}) in {d['city']}")
+            facts.append(f"time zone {d['timezone']}")
+            c = climates.get(d["city"])
+            if c:
+                m = c["months"][0]
+                facts.append(f"{m['month_name']} highs {m['high_c']:g} °C and lows {m['low_c']:g} °C")
+                packing = []
+                if c["rain_likely"]:
+                    packing.append("pack for rain (umbrella or rain jacket)")
+                if c["heat_likely"]:
+                    packing.append("pack for heat (sun hat, sunscreen, water)")
+                if c["cold_likely"]:
+                    packing.append("pack warm layers for the cold")
+                lines.append(f"Packing for {d['city']}: " + ("; ".join(packing) or "light layers will do") + ".")
+        lines += ["", "Facts used: " + "; ".join(facts) + "."]
+        return Reply(content="\n".join(lines))
+
+    # --- the ways real models go wrong ----------------------------------------------------------
+
+    def _misbehave(self, model: str, messages, tools) -> Reply | None:
+        if not model.startswith("misbehave-"):
+            return None
+        kind = model.split(":")[0].removeprefix("misbehave-")
+        has_results = any(m.get("role") == "tool" for m in _own_messages(messages))
+        first_tool = (tools or [{}])[0].get("function", {}).get("name", "get_destination")
+        if kind == "badjson" and tools and not has_results:
+            return Reply(tool_calls=[{"function": {"name": first_tool, "arguments": '{"city": "Lisbon"'}}])
+        if kind == "notool" and tools and not has_results:
+            return Reply(tool_calls=[_call("book_flight", city="Lisbon")])
+        if kind == "loop" and tools:  # never stops calling tools
+            return Reply(tool_calls=[_call(first_tool, city="Lisbon")])
+        if kind == "empty":
+            return Reply(content="")
+        if kind == "crash":  # Ollama dies after a few words of the first text reply
+            return Reply(content="Lisbon is a wonderful city to visit in spring and", abort_after_chunks=3)
+        if kind == "parse500" and tools:
+            return Reply(error=(500, 'error parsing tool call: raw=\'{"name": "get_destination", "arguments": {"city\''))
+        return None
+
+
+# Agent Framework appends this user turn when a conversation ends on an assistant message
+# (SequentialBuilder(ensure_trailing_user_turn=True)); it is not a request from the traveller.
+CONTINUATION = "please continue."
+
+
+def _is_request(message: dict[str, Any]) -> bool:
+    return message.get("role") == "user" and (message.get("content") or "").strip() != CONTINUATION
+
+
+def _own_messages(this_turn: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages after the last plain assistant text: what this agent itself did so far this turn.
+
+    Earlier agents end with a text reply; the current agent's tool calls and results follow it.
+    """
+    last_text = -1
+    for i, m in enumerate(this_turn):
+        if m.get("role") == "assistant" and (m.get("content") or "").strip() and not m.get("tool_calls"):
+            last_text = i
+        if m.get("role") == "user":
+            last_text = max(last_text, i)
+    return this_turn[last_text + 1 :]

@@ -1,0 +1,123 @@
+"""Command line: interactive by default, one-shot with --prompt, machine-readable with --json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from . import __version__
+from .errors import ExitCode, UserError
+from .render import TurnPrinter
+from .settings import SettingsError, load_settings
+
+EPILOG = """environment (also read from .env):
+  OLLAMA_HOST          Ollama URL (default http://ollama:11434)
+  OLLAMA_MODEL         model name (OLLAMA_MODEL_ID also accepted; default qwen2.5:7b)
+  MCP_SERVER_URL       tool server (default http://mcp-server:8090/mcp)
+  see docs/configuration.md for every setting
+
+exit codes:
+  0    the plan was made (or the session ended normally)
+  1    the turn failed: the model or a tool misbehaved
+  2    bad setting or argument
+  3    Ollama not reachable
+  4    model not available (not pulled, or cannot call tools)
+  5    tool server not reachable
+  130  interrupted (Ctrl-C)
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Plan a trip with three agents (Researcher, Weather, Planner) on a local Ollama model.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-p", "--prompt", help="plan once for this request, print the plan and exit")
+    parser.add_argument("--json", action="store_true", help="with --prompt: print one JSON document")
+    parser.add_argument("-m", "--model", help="Ollama model to use (overrides OLLAMA_MODEL)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    args = parser.parse_args(argv)
+    if args.json and not args.prompt:
+        parser.error("--json needs --prompt")
+    if args.prompt is not None and not args.prompt.strip():
+        parser.error("--prompt is empty")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(**({"ollama_model": args.model} if args.model else {}))
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        if args.prompt:
+            return asyncio.run(one_shot(settings, args.prompt, as_json=args.json))
+        return asyncio.run(interactive(settings))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+async def one_shot(settings, prompt: str, *, as_json: bool) -> int:
+    from .workflow import TravelPlanner
+
+    # Progress goes to stderr, the plan (or the JSON document) alone to stdout: easy to pipe.
+    progress = TurnPrinter(sys.stderr, show_text=not as_json)
+    async with TravelPlanner(settings) as planner:
+        try:
+            await planner.start(lambda line: print(line, file=sys.stderr), require_tools=True)
+        except UserError as error:
+            return _fail(error, as_json, prompt, planner.model)
+        record = await planner.run_turn(prompt, progress if not as_json else (lambda _event: None))
+    if as_json:
+        print(json.dumps(record.to_json(), ensure_ascii=False, indent=2))
+    elif record.ok:
+        print(record.plan)
+    if not record.ok:
+        print(f"error: {record.error}", file=sys.stderr)
+    return int(record.exit_code)
+
+
+def _fail(error: UserError, as_json: bool, prompt: str, model: str) -> int:
+    if as_json:
+        from .workflow import TurnRecord
+
+        record = TurnRecord(prompt=prompt, model=model, error=error.message, exit_code=error.code)
+        print(json.dumps(record.to_json(), ensure_ascii=False, indent=2))
+    print(f"error: {error}", file=sys.stderr)
+    return int(error.code)
+
+
+async def interactive(settings) -> int:
+    from .repl import HELP, Repl
+    from .workflow import TravelPlanner
+
+    printer = TurnPrinter(sys.stdout)
+    async with TravelPlanner(settings) as planner:
+        try:
+            info = await planner.start(printer.info, require_tools=False)
+        except UserError as error:
+            printer.error(str(error))
+            return int(error.code)
+        printer.info(
+            f"offline-agents {__version__} · model {info.model.name} ({info.model.parameter_size}) "
+            f"on {settings.ollama_host} (Ollama {info.ollama_version}) · "
+            f"{len(info.tools)} tools from {settings.mcp_server_url}"
+        )
+        if settings.dashboard_url:
+            printer.info(f"traces, metrics and logs: {settings.dashboard_url}")
+        printer.info(HELP.splitlines()[0] + "  Type /help for commands.")
+        return await Repl(planner, printer).run()

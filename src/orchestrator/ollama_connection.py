@@ -1,0 +1,91 @@
+"""The connection to Ollama: the client, waiting for the server, and checking the model before use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import ollama
+
+from .errors import ExitCode, UserError, from_ollama_status
+from .settings import Settings
+
+Report = Callable[[str], None]
+
+
+def make_client(settings: Settings) -> ollama.AsyncClient:
+    """The official client, with the auth headers and timeout a remote Ollama may need."""
+    return ollama.AsyncClient(
+        host=settings.ollama_host,
+        headers=settings.ollama_request_headers(),
+        timeout=httpx.Timeout(settings.request_timeout, connect=10.0),
+    )
+
+
+async def wait_until_reachable(client: ollama.AsyncClient, settings: Settings, report: Report) -> str:
+    """Poll /api/version with backoff for at most OLLAMA_CONNECT_WAIT seconds; return the version."""
+    deadline = time.monotonic() + settings.connect_wait
+    delay, announced = 0.25, False
+    while True:
+        try:
+            response = await client._client.get("/api/version", timeout=5.0)
+            if response.status_code in (401, 403):
+                raise from_ollama_status(response.status_code, "", host=settings.ollama_host, model="")
+            response.raise_for_status()
+            return str(response.json().get("version", "unknown"))
+        except (httpx.TransportError, httpx.HTTPStatusError) as error:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise UserError(
+                    f"cannot reach Ollama at {settings.ollama_host} ({_reason(error)}); check that it is "
+                    "running and that OLLAMA_HOST points to it",
+                    ExitCode.OLLAMA_UNREACHABLE,
+                ) from None
+            if not announced:
+                report(
+                    f"waiting for Ollama at {settings.ollama_host} ({_reason(error)}); "
+                    f"retrying for up to {settings.connect_wait:.0f} s"
+                )
+                announced = True
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    parameter_size: str
+    quantization: str
+    capabilities: tuple[str, ...]
+
+
+async def check_model(client: ollama.AsyncClient, model: str, host: str) -> ModelInfo:
+    """Fail early, with the fix, when the model is not pulled or cannot call tools."""
+    try:
+        shown = await client.show(model)
+    except ollama.ResponseError as error:
+        raise from_ollama_status(error.status_code, str(error.error), host=host, model=model) from None
+    capabilities = tuple(shown.capabilities or ())
+    # Ollama reports capabilities since 0.6; an older server says nothing, so let the first chat tell.
+    if capabilities and "tools" not in capabilities:
+        raise from_ollama_status(400, "does not support tools", host=host, model=model)
+    details = shown.details
+    return ModelInfo(
+        name=model,
+        parameter_size=(details.parameter_size if details else None) or "?",
+        quantization=(details.quantization_level if details else None) or "?",
+        capabilities=capabilities,
+    )
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, httpx.ConnectError):
+        return "connection refused" if "refused" in str(error).lower() else "cannot connect"
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"HTTP {error.response.status_code}"
+    return type(error).__name__

@@ -1,0 +1,147 @@
+"""The connection to the MCP tool server: connect, reconnect after it comes back, record each call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from agent_framework import FunctionInvocationContext, FunctionTool, MCPStreamableHTTPTool, MiddlewareFailure
+
+from .errors import ExitCode, UserError
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ToolCall:
+    """One tool call as the user sees it in --json output."""
+
+    agent: str
+    name: str
+    arguments: dict[str, Any]
+    duration_ms: float = 0.0
+    ok: bool = True
+    error: str | None = None
+
+
+@dataclass
+class CallLog:
+    calls: list[ToolCall] = field(default_factory=list)
+
+
+# The turn being recorded; set by the workflow for the duration of one turn.
+current_log: ContextVar[CallLog | None] = ContextVar("current_log", default=None)
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """A transport failure (server gone), as opposed to a tool that answered with an error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError | ConnectionError | OSError):
+            return True
+        if type(seen).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream"):
+            return True
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "inner_exception", None)
+    return False
+
+
+class ToolServer:
+    """Owns the MCP session. Connects lazily, so a dead server does not stop the REPL."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._mcp: MCPStreamableHTTPTool | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._mcp is not None
+
+    @property
+    def functions(self) -> list[FunctionTool]:
+        return list(self._mcp.functions) if self._mcp else []
+
+    async def connect(self) -> list[FunctionTool]:
+        if self._mcp is not None:
+            return self.functions
+        mcp = MCPStreamableHTTPTool(
+            name="travel-tools",
+            url=self.url,
+            request_timeout=int(self.timeout),
+            load_prompts=False,
+        )
+        try:
+            await mcp.__aenter__()
+        except Exception as error:
+            await _quietly_close(mcp)
+            raise self.unreachable(error) from None
+        self._mcp = mcp
+        return self.functions
+
+    async def reset(self) -> None:
+        """Drop the session after a failure; the next turn opens a fresh one."""
+        mcp, self._mcp = self._mcp, None
+        if mcp is not None:
+            await _quietly_close(mcp)
+
+    async def close(self) -> None:
+        await self.reset()
+
+    def unreachable(self, error: BaseException | None = None) -> UserError:
+        cause = f" ({type(error).__name__})" if error is not None else ""
+        return UserError(
+            f"the tool server at {self.url} is not reachable{cause}; check that mcp-server is running "
+            "and MCP_SERVER_URL is right (the next turn reconnects)",
+            ExitCode.MCP_UNREACHABLE,
+        )
+
+    def middleware(self, agent: str) -> Callable[..., Awaitable[None]]:
+        """Function middleware: times each call, records it, and stops the turn if the server is gone."""
+
+        async def record(context: FunctionInvocationContext, call_next: Callable[[], Awaitable[None]]) -> None:
+            args = _plain(context.arguments)
+            call = ToolCall(agent=agent, name=context.function.name, arguments=args)
+            log = current_log.get()
+            if log is not None:
+                log.calls.append(call)
+            started = time.perf_counter()
+            try:
+                await call_next()
+            except Exception as error:
+                call.ok, call.error = False, _one_line(error)
+                if _connection_lost(error):
+                    # Without its tools the team would invent facts: stop the turn and say why.
+                    raise MiddlewareFailure(str(self.unreachable(error))) from error
+                raise
+            finally:
+                call.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+
+        return record
+
+
+def _plain(arguments: Any) -> dict[str, Any]:
+    if hasattr(arguments, "model_dump"):
+        arguments = arguments.model_dump()
+    try:
+        return json.loads(json.dumps(dict(arguments), default=str))
+    except (TypeError, ValueError):
+        return {"raw": str(arguments)}
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
+
+
+async def _quietly_close(mcp: MCPStreamableHTTPTool) -> None:
+    try:
+        await mcp.close()
+    except Exception as error:  # closing a session whose server is gone can fail many ways
+        logger.debug("closing the MCP session failed: %r", error)

@@ -1,0 +1,304 @@
+"""One conversation with the three-agent team: start-up checks, turns, and what each turn recorded.
+
+A turn runs the Agent Framework sequential workflow (Researcher, then Weather, then Planner) and
+reports what happens as TurnEvents, which the terminal and the --json mode render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent_framework import AgentResponseUpdate, FunctionInvocationConfiguration, Message
+from agent_framework.ollama import OllamaChatClient
+from agent_framework.orchestrations import SequentialBuilder
+
+from .agents import PIPELINE, build_agents
+from .errors import ExitCode, UserError, explain
+from .ollama_connection import ModelInfo, check_model, make_client, wait_until_reachable
+from .settings import Settings
+from .tool_server import CallLog, ToolCall, ToolServer, current_log
+
+AGENT_NAMES = tuple(spec.name for spec in PIPELINE)
+TITLES = {spec.name: spec.title for spec in PIPELINE}
+
+
+# --- what a turn reports as it goes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentStarted:
+    agent: str
+    title: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    agent: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolStarted:
+    agent: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolFinished:
+    agent: str
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class AgentFinished:
+    agent: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the turn."""
+
+    message: str
+
+
+TurnEvent = AgentStarted | TextDelta | ToolStarted | ToolFinished | AgentFinished | Notice
+
+
+# --- what a turn leaves behind ------------------------------------------------------------------
+
+
+@dataclass
+class AgentRecord:
+    name: str
+    output: str = ""
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    started_s: float = 0.0
+    duration_s: float = 0.0
+    first_token_s: float | None = None
+
+
+@dataclass
+class TurnRecord:
+    prompt: str
+    model: str
+    plan: str = ""
+    agents: list[AgentRecord] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    total_s: float = 0.0
+    first_token_s: float | None = None
+    error: str | None = None
+    exit_code: int = ExitCode.OK
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "error": self.error,
+            "exit_code": int(self.exit_code),
+            "model": self.model,
+            "prompt": self.prompt,
+            "plan": self.plan,
+            "agents": [asdict(agent) for agent in self.agents],
+            "tool_calls": [asdict(call) for call in self.tool_calls],
+            "usage": {
+                "input_tokens": sum(a.input_tokens for a in self.agents),
+                "output_tokens": sum(a.output_tokens for a in self.agents),
+                "model_calls": sum(a.model_calls for a in self.agents),
+            },
+            "timings": {
+                "total_s": round(self.total_s, 4),
+                "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 4),
+                "tools_s": round(sum(c.duration_ms for c in self.tool_calls) / 1000, 4),
+            },
+        }
+
+
+# --- the session ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartInfo:
+    ollama_version: str
+    model: ModelInfo
+    tools: list[str]
+
+
+class TravelPlanner:
+    """Owns the Ollama client, the tool-server session and the conversation history."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model = settings.ollama_model
+        self.ollama = make_client(settings)
+        self.tools = ToolServer(settings.mcp_server_url, settings.mcp_timeout)
+        self.history: list[Message] = []
+
+    async def __aenter__(self) -> TravelPlanner:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.tools.close()
+
+    async def start(self, report: Callable[[str], None], *, require_tools: bool) -> StartInfo:
+        """Check every dependency once, so problems show before the first question, not after."""
+        version = await wait_until_reachable(self.ollama, self.settings, report)
+        info = await check_model(self.ollama, self.model, self.settings.ollama_host)
+        try:
+            tools = [tool.name for tool in await self.tools.connect()]
+        except UserError as error:
+            if require_tools:
+                raise
+            report(f"warning: {error}")
+            tools = []
+        return StartInfo(version, info, tools)
+
+    async def use_model(self, name: str) -> ModelInfo:
+        info = await check_model(self.ollama, name, self.settings.ollama_host)
+        self.model = name
+        return info
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    def _chat_client(self) -> OllamaChatClient:
+        return OllamaChatClient(
+            client=self.ollama,
+            model=self.model,
+            function_invocation_configuration=FunctionInvocationConfiguration(
+                max_iterations=self.settings.max_tool_rounds,
+                max_consecutive_errors_per_request=3,
+            ),
+        )
+
+    async def run_turn(self, prompt: str, on_event: Callable[[TurnEvent], None]) -> TurnRecord:
+        """Run the three agents on one request. Never raises for a failed turn: the record says why.
+
+        Cancellation (Ctrl-C) propagates, after the record of what ran so far is kept.
+        """
+        record = TurnRecord(prompt=prompt, model=self.model)
+        log = CallLog()
+        token = current_log.set(log)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.turn_timeout):
+                await self._run(prompt, record, log, started, on_event)
+        except asyncio.CancelledError:
+            record.error, record.exit_code = "the turn was cancelled", ExitCode.INTERRUPTED
+            raise
+        except Exception as error:  # every failure becomes one explained line
+            explained = explain(
+                error, host=self.settings.ollama_host, model=self.model, mcp_url=self.settings.mcp_server_url
+            )
+            record.error, record.exit_code = explained.message, explained.code
+            if explained.code == ExitCode.MCP_UNREACHABLE:
+                await self.tools.reset()
+        finally:
+            current_log.reset(token)
+            record.tool_calls = log.calls
+            record.total_s = time.perf_counter() - started
+        if record.ok:
+            self.history += [Message(role="user", text=prompt), Message(role="assistant", text=record.plan)]
+        return record
+
+    async def _run(
+        self,
+        prompt: str,
+        record: TurnRecord,
+        log: CallLog,
+        started: float,
+        on_event: Callable[[TurnEvent], None],
+    ) -> None:
+        functions = await self.tools.connect()
+        agents = build_agents(
+            self._chat_client(), functions, self.settings.chat_options(), lambda name: [self.tools.middleware(name)]
+        )
+        workflow = SequentialBuilder(
+            participants=agents,
+            output_from=[agents[-1]],
+            intermediate_output_from="all_other",
+            # Weather and Planner start on the previous agent's reply; several chat templates answer
+            # an assistant-final conversation with nothing, so the framework adds "please continue.".
+            ensure_trailing_user_turn=True,
+        ).build()
+        offered = {agent.name: {tool.name for tool in agent.default_options.get("tools") or []} for agent in agents}
+        by_name: dict[str, AgentRecord] = {}
+        results_seen: dict[str, int] = {}
+        invented: dict[str, ToolCall] = {}  # call_id -> a call to a tool that does not exist
+        invented_ids: set[int] = set()
+        conversation = [*self.history, Message(role="user", text=prompt)]
+
+        async for event in workflow.run(conversation, stream=True):
+            agent = event.executor_id if event.executor_id in AGENT_NAMES else None
+            if agent is None:
+                continue
+            now = time.perf_counter() - started
+            if event.type == "executor_invoked":
+                by_name[agent] = AgentRecord(name=agent, started_s=now)
+                record.agents.append(by_name[agent])
+                on_event(AgentStarted(agent, TITLES[agent]))
+            elif event.type in ("intermediate", "output") and isinstance(event.data, AgentResponseUpdate):
+                current = by_name[agent]
+                for content in event.data.contents:
+                    if content.type == "text" and content.text:
+                        if current.first_token_s is None:
+                            current.first_token_s = now - current.started_s
+                        if record.first_token_s is None:
+                            record.first_token_s = now
+                        current.output += content.text
+                        on_event(TextDelta(agent, content.text))
+                    elif content.type == "function_call":
+                        name, arguments = content.name or "?", _arguments(content.arguments)
+                        on_event(ToolStarted(agent, name, arguments))
+                        if name not in offered.get(agent, ()):
+                            # The framework answers the model with an error; the middleware never sees it.
+                            call = ToolCall(agent, name, arguments, ok=False,
+                                            error=f"the model asked for a tool that does not exist: {name}")  # fmt: skip
+                            invented[content.call_id or name] = call
+                            invented_ids.add(id(call))
+                            log.calls.append(call)
+                    elif content.type == "function_result":
+                        if (content.call_id or "") in invented:
+                            on_event(ToolFinished(agent, invented.pop(content.call_id or "")))
+                            continue
+                        # Results come back in call order; the call log has the timing and outcome.
+                        index = results_seen.get(agent, 0)
+                        results_seen[agent] = index + 1
+                        mine = [c for c in log.calls if c.agent == agent and id(c) not in invented_ids]
+                        if index < len(mine):
+                            on_event(ToolFinished(agent, mine[index]))
+                    elif content.type == "usage" and content.usage_details:
+                        current.model_calls += 1
+                        current.input_tokens += content.usage_details.get("input_token_count") or 0
+                        current.output_tokens += content.usage_details.get("output_token_count") or 0
+            elif event.type == "executor_completed" and agent in by_name:
+                current = by_name[agent]
+                current.duration_s = now - current.started_s
+                if not current.output.strip():
+                    on_event(Notice(f"{agent} returned an empty reply (model {self.model})"))
+                on_event(AgentFinished(agent, current.output))
+
+        planner = by_name.get(AGENT_NAMES[-1])
+        if planner is None or not planner.output.strip():
+            raise UserError(
+                f"the Planner returned no plan: model {self.model} gave an empty reply; ask again, "
+                "or use a larger model",
+                ExitCode.TURN_FAILED,
+            )
+        record.plan = planner.output.strip()
+
+
+def _arguments(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    return {"raw": str(raw)} if raw else {}

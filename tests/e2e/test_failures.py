@@ -1,0 +1,139 @@
+"""When something goes wrong, one clear line names the cause and the fix; nothing hangs or crashes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from service_processes import ROOT, free_port, ollama_standin, stack_env
+
+pytestmark = pytest.mark.e2e
+
+TRIP = "3 days in Lisbon in May"
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_one_clear_line(stderr: str, *fragments: str) -> None:
+    assert "Traceback" not in stderr
+    (line,) = error_lines(stderr)
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_ollama_not_reachable_waits_then_names_ollama_host(run_main):
+    port = free_port()
+    started = time.monotonic()
+    run = run_main("--prompt", TRIP, OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_CONNECT_WAIT="1.5")
+    assert run.code == 3
+    assert time.monotonic() - started < 20
+    assert f"waiting for Ollama at http://127.0.0.1:{port}" in run.stderr
+    assert_one_clear_line(run.stderr, "cannot reach Ollama", "OLLAMA_HOST")
+
+
+def test_ollama_that_comes_up_during_the_wait_is_used(standin, tools, tmp_path):
+    port = free_port()
+    env = stack_env(standin, tools, OLLAMA_HOST=f"http://127.0.0.1:{port}", OLLAMA_CONNECT_WAIT="30")
+    main = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--prompt", TRIP],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    time.sleep(2)
+    assert main.poll() is None, "main.py must keep waiting for Ollama"
+    with ollama_standin(tmp_path, "--models", "qwen2.5:7b", port=port):
+        stdout, stderr = main.communicate(timeout=60)
+    assert main.returncode == 0, stderr
+    assert "waiting for Ollama" in stderr
+    assert "# 3-day plan: Lisbon" in stdout
+
+
+def test_model_not_pulled_says_how_to_pull_it(run_main):
+    run = run_main("--prompt", TRIP, "--model", "llama3.1:70b")
+    assert run.code == 4
+    assert_one_clear_line(run.stderr, "model llama3.1:70b is not available on", "ollama pull llama3.1:70b")
+
+
+def test_model_without_tools_names_models_that_have_them(run_main):
+    run = run_main("--prompt", TRIP, "--model", "gemma2:2b")
+    assert run.code == 4
+    assert_one_clear_line(run.stderr, "gemma2:2b does not support tool calling", "qwen2.5:7b")
+
+
+def test_tool_server_not_reachable(run_main):
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    run = run_main("--prompt", TRIP, MCP_SERVER_URL=url)
+    assert run.code == 5
+    assert_one_clear_line(run.stderr, f"tool server at {url} is not reachable", "MCP_SERVER_URL")
+
+
+def test_tool_arguments_that_are_not_json(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-badjson")
+    assert run.code == 1
+    assert "malformed tool call" in run.json()["error"]
+    assert_one_clear_line(run.stderr, "malformed tool call")
+
+
+def test_unparseable_tool_call_reported_by_ollama(run_main):
+    run = run_main("--prompt", TRIP, "--model", "misbehave-parse500")
+    assert run.code == 1
+    assert_one_clear_line(run.stderr, "tool call Ollama could not parse")
+
+
+def test_a_tool_that_does_not_exist_is_recorded_and_the_turn_goes_on(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-notool")
+    assert run.code == 0, run.stderr
+    bogus = [c for c in run.json()["tool_calls"] if c["name"] == "book_flight"]
+    assert bogus and not bogus[0]["ok"]
+    assert "does not exist" in bogus[0]["error"]
+
+
+def test_a_tool_loop_that_never_ends_is_bounded(run_main):
+    started = time.monotonic()
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-loop", AGENT_MAX_TOOL_ROUNDS="3")
+    assert time.monotonic() - started < 60
+    assert run.code == 0, run.stderr
+    per_agent = {}
+    for call in run.json()["tool_calls"]:
+        per_agent[call["agent"]] = per_agent.get(call["agent"], 0) + 1
+    assert per_agent["Researcher"] == 3  # AGENT_MAX_TOOL_ROUNDS rounds of one call each
+
+
+def test_an_empty_reply_is_reported(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-empty")
+    assert run.code == 1
+    assert "empty reply" in run.json()["error"]
+    assert_one_clear_line(run.stderr, "Planner returned no plan")
+
+
+def test_ollama_dying_mid_reply_ends_the_turn_clearly(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-crash")
+    assert run.code == 1
+    assert_one_clear_line(run.stderr, "connection to Ollama", "broke in the middle of a reply")
+    # what streamed before the break is kept
+    assert run.json()["agents"][0]["output"].startswith("Lisbon is")
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"OLLAMA_NUM_CTX": "big"}, "invalid setting OLLAMA_NUM_CTX='big'"),
+        ({"OLLAMA_HOST": "ftp://ollama"}, "invalid setting OLLAMA_HOST='ftp://ollama': scheme 'ftp'"),
+        ({"OLLAMA_TEMPERATURE": "9"}, "invalid setting OLLAMA_TEMPERATURE='9'"),
+        ({"OLLAMA_KEEP_ALIVE": "forever"}, "is not a duration"),
+        ({"MCP_SERVER_URL": "mcp-server"}, "invalid setting MCP_SERVER_URL='mcp-server'"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(run_main, env, line):
+    run = run_main("--prompt", TRIP, **env)
+    assert run.code == 2
+    assert_one_clear_line(run.stderr, line)
+
+
+def test_bad_arguments_exit_2(run_main):
+    run = run_main("--json")
+    assert run.code == 2
+    assert "--json needs --prompt" in run.stderr

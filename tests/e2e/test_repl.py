@@ -1,0 +1,117 @@
+"""The interactive terminal driven through a real pseudo-terminal, as a person would use it."""
+
+from __future__ import annotations
+
+import sys
+
+import pexpect
+import pytest
+from service_processes import ROOT, mcp_server, ollama_standin, stack_env
+
+pytestmark = pytest.mark.e2e
+
+PROMPT = "you> "
+
+
+def start(env: dict[str, str], cwd) -> pexpect.spawn:
+    child = pexpect.spawn(
+        sys.executable, [str(ROOT / "main.py")], env=env, cwd=str(cwd), encoding="utf-8", timeout=60,
+        dimensions=(50, 200),
+    )  # fmt: skip
+    child.expect_exact(PROMPT)
+    return child
+
+
+def ask(child: pexpect.spawn, text: str) -> str:
+    child.sendline(text)
+    child.expect_exact(PROMPT)
+    return child.before
+
+
+@pytest.fixture
+def repl_env(standin, tools, tmp_path):
+    return stack_env(standin, tools, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm")
+
+
+def test_a_session_streams_each_agent_and_shows_tool_calls(repl_env, tmp_path):
+    child = start(repl_env, tmp_path)
+    screen = ask(child, "Plan 2 days in Kyoto in November")
+    researcher, weather, planner = (screen.index(f"── {name}") for name in ("Researcher", "Weather", "Planner"))
+    assert researcher < weather < planner
+    assert '→ get_destination(city="Kyoto")' in screen
+    assert "✓ get_destination" in screen
+    assert '→ get_climate(city="Kyoto", month=11)' in screen
+    assert "Day 2 (Kyoto)" in screen and "(JPY)" in screen
+    assert "tool calls" in screen and "tokens" in screen  # the turn summary line
+
+    assert "Commands:" in ask(child, "/help")
+    assert "model: qwen2.5:7b" in ask(child, "/model")
+    assert "model: llama3.2:3b" in ask(child, "/model llama3.2:3b")
+    assert "ollama pull nope:1b" in ask(child, "/model nope:1b")
+    assert "unknown command /fly" in ask(child, "/fly")
+    assert "new conversation" in ask(child, "/reset")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    # line history survives the session
+    assert "Plan 2 days in Kyoto in November" in (tmp_path / "state/offline-agents/history").read_text()
+
+
+def test_ctrl_c_cancels_the_turn_and_keeps_the_session(tools, tmp_path):
+    # A slow model (5 tokens/s) so the turn is still streaming when Ctrl-C arrives.
+    with ollama_standin(tmp_path, "--models", "qwen2.5:7b", "--tokens-per-second", "5") as slow:
+        child = start(stack_env(slow, tools, XDG_STATE_HOME=str(tmp_path)), tmp_path)
+        child.sendline("Plan 3 days in Lima in March")
+        child.expect_exact("── Researcher")
+        child.expect_exact("Lima,")  # streaming has begun
+        child.sendcontrol("c")
+        child.expect_exact("stopped")
+        child.expect_exact(PROMPT)
+        assert "Day 1" not in child.before
+        # the session is alive: a command answers at once
+        assert "model: qwen2.5:7b" in ask(child, "/model")
+        child.sendcontrol("d")  # Ctrl-D leaves cleanly
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+
+
+def test_tool_server_dying_and_coming_back(standin, tmp_path):
+    with mcp_server(tmp_path) as first:
+        port = first.url.split(":")[-1].split("/")[0]
+        env = stack_env(standin, first, XDG_STATE_HOME=str(tmp_path))
+        child = start(env, tmp_path)
+        assert "Day 3 (Oslo)" in ask(child, "3 days in Oslo in June")
+    # the server is gone: the turn fails with one clear line and the REPL stays usable
+    screen = ask(child, "3 days in Oslo in July")
+    assert f"error: the tool server at http://127.0.0.1:{port}/mcp is not reachable" in screen
+    assert "Traceback" not in screen
+    with mcp_server(tmp_path, port=int(port)):
+        screen = ask(child, "3 days in Oslo in August")
+        assert "Day 3 (Oslo)" in screen and "August highs" in screen
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+
+
+def test_ollama_dying_mid_reply_keeps_the_session(repl_env, tmp_path):
+    child = start(repl_env, tmp_path)
+    ask(child, "/model misbehave-crash")
+    screen = ask(child, "3 days in Lisbon in May")
+    assert "error: the connection to Ollama" in screen
+    ask(child, "/model qwen2.5:7b")
+    assert "Day 3 (Lisbon)" in ask(child, "3 days in Lisbon in May")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+
+
+def test_follow_up_question_keeps_the_conversation(repl_env, tmp_path):
+    child = start(repl_env, tmp_path)
+    ask(child, "Plan 2 days in Cairo in February")
+    screen = ask(child, "make it 4 days")  # no city: the team keeps the earlier request's place
+    assert "Day 4 (Cairo)" in screen
+    ask(child, "/reset")
+    screen = ask(child, "make it 4 days")
+    assert "Which city" in screen
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)

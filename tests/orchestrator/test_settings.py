@@ -1,0 +1,88 @@
+"""Settings: defaults that work in the compose stack, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+import pytest
+from orchestrator.settings import SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in ("OLLAMA_HOST", "OLLAMA_MODEL", "OLLAMA_MODEL_ID", "MCP_SERVER_URL", "OLLAMA_HEADERS",
+                 "OLLAMA_API_KEY", "OLLAMA_KEEP_ALIVE", "OLLAMA_NUM_CTX"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_are_the_compose_service_names():
+    settings = load_settings()
+    assert settings.ollama_host == "http://ollama:11434"
+    assert settings.mcp_server_url == "http://mcp-server:8090/mcp"
+    assert settings.ollama_model == "qwen2.5:7b"
+
+
+def test_one_context_size_for_every_request():
+    options = load_settings().chat_options()
+    assert options["num_ctx"] == 8192 and options["keep_alive"] == "30m"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("ollama:11434", "http://ollama:11434"),
+        ("localhost", "http://localhost:11434"),
+        ("https://gpu.example.org", "https://gpu.example.org:443"),
+        ("http://10.0.0.5:8080/", "http://10.0.0.5:8080"),
+    ],
+)
+def test_ollama_host_forms_ollama_itself_accepts(monkeypatch, given, expected):
+    monkeypatch.setenv("OLLAMA_HOST", given)
+    assert load_settings().ollama_host == expected
+
+
+def test_model_id_is_accepted_as_the_model_name(monkeypatch):
+    monkeypatch.setenv("OLLAMA_MODEL_ID", "phi4-mini")
+    assert load_settings().ollama_model == "phi4-mini"
+    monkeypatch.setenv("OLLAMA_MODEL", "llama3.2:3b")  # the standard name wins
+    assert load_settings().ollama_model == "llama3.2:3b"
+
+
+def test_settings_come_from_dot_env(tmp_path):
+    (tmp_path / ".env").write_text("OLLAMA_MODEL=phi4-mini\nOLLAMA_NUM_CTX=4096\n")
+    settings = load_settings()
+    assert (settings.ollama_model, settings.num_ctx) == ("phi4-mini", 4096)
+
+
+def test_bearer_token_and_headers_for_a_remote_ollama(monkeypatch):
+    monkeypatch.setenv("OLLAMA_API_KEY", "s3cret")
+    monkeypatch.setenv("OLLAMA_HEADERS", "X-Team=travel, X-Trace=on")
+    headers = load_settings().ollama_request_headers()
+    assert headers == {"X-Team": "travel", "X-Trace": "on", "Authorization": "Bearer s3cret"}
+    assert "s3cret" not in repr(load_settings())  # secrets stay out of logs and tracebacks
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("OLLAMA_NUM_CTX", "12", "invalid setting OLLAMA_NUM_CTX='12': Input should be greater than or equal to 512"),
+        ("OLLAMA_HOST", "gopher://x", "invalid setting OLLAMA_HOST='gopher://x': scheme 'gopher' is not supported"),
+        ("OLLAMA_KEEP_ALIVE", "soon", "invalid setting OLLAMA_KEEP_ALIVE='soon': is not a duration"),
+        ("OLLAMA_HEADERS", "no-equals", "invalid setting OLLAMA_HEADERS='no-equals': must look like"),
+        ("OLLAMA_MODEL", "", "invalid setting OLLAMA_MODEL='': String should have at least 1 character"),
+        ("AGENT_MAX_TOOL_ROUNDS", "0", "invalid setting AGENT_MAX_TOOL_ROUNDS='0'"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "udp", "invalid setting OTEL_EXPORTER_OTLP_PROTOCOL='udp': Input should be 'grpc'"),
+    ],
+)
+def test_a_bad_value_names_the_variable_the_value_and_what_is_accepted(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_huge_value_is_shortened_in_the_message(monkeypatch):
+    monkeypatch.setenv("OLLAMA_NUM_CTX", "9" * 5000)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert len(str(caught.value)) < 300
