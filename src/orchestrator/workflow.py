@@ -7,6 +7,7 @@ reports what happens as TurnEvents, which the terminal and the --json mode rende
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from .ollama_connection import ModelInfo, check_model, make_client, wait_until_r
 from .settings import Settings
 from .tool_server import CallLog, ToolCall, ToolServer, current_log
 
+logger = logging.getLogger(__name__)
 AGENT_NAMES = tuple(spec.name for spec in PIPELINE)
 TITLES = {spec.name: spec.title for spec in PIPELINE}
 
@@ -80,6 +82,7 @@ class AgentRecord:
     model_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    model_s: float = 0.0  # Ollama's own total_duration, summed over this agent's model calls
     started_s: float = 0.0
     duration_s: float = 0.0
     first_token_s: float | None = None
@@ -101,6 +104,14 @@ class TurnRecord:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def model_s(self) -> float:
+        return sum(agent.model_s for agent in self.agents)
+
+    @property
+    def tools_s(self) -> float:
+        return sum(call.duration_ms for call in self.tool_calls) / 1000
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -119,7 +130,8 @@ class TurnRecord:
             "timings": {
                 "total_s": round(self.total_s, 4),
                 "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 4),
-                "tools_s": round(sum(c.duration_ms for c in self.tool_calls) / 1000, 4),
+                "model_s": round(self.model_s, 4),
+                "tools_s": round(self.tools_s, 4),
             },
         }
 
@@ -197,6 +209,7 @@ class TravelPlanner:
             record.error, record.exit_code = "the turn was cancelled", ExitCode.INTERRUPTED
             raise
         except Exception as error:  # every failure becomes one explained line
+            logger.debug("turn failed", exc_info=True)  # the full story for --verbose
             explained = explain(
                 error, host=self.settings.ollama_host, model=self.model, mcp_url=self.settings.mcp_server_url
             )
@@ -208,7 +221,7 @@ class TravelPlanner:
             record.tool_calls = log.calls
             record.total_s = time.perf_counter() - started
         if record.ok:
-            self.history += [Message(role="user", text=prompt), Message(role="assistant", text=record.plan)]
+            self.history += [Message("user", [prompt]), Message("assistant", [record.plan])]
         return record
 
     async def _run(
@@ -236,7 +249,7 @@ class TravelPlanner:
         results_seen: dict[str, int] = {}
         invented: dict[str, ToolCall] = {}  # call_id -> a call to a tool that does not exist
         invented_ids: set[int] = set()
-        conversation = [*self.history, Message(role="user", text=prompt)]
+        conversation = [*self.history, Message("user", [prompt])]
 
         async for event in workflow.run(conversation, stream=True):
             agent = event.executor_id if event.executor_id in AGENT_NAMES else None
@@ -281,6 +294,9 @@ class TravelPlanner:
                         current.model_calls += 1
                         current.input_tokens += content.usage_details.get("input_token_count") or 0
                         current.output_tokens += content.usage_details.get("output_token_count") or 0
+                        # The final chunk of Ollama's reply reports how long the server worked on it.
+                        nanoseconds = getattr(content.raw_representation, "total_duration", None) or 0
+                        current.model_s += nanoseconds / 1e9
             elif event.type == "executor_completed" and agent in by_name:
                 current = by_name[agent]
                 current.duration_s = now - current.started_s

@@ -134,7 +134,7 @@ def _is_error(result: Any) -> bool:
 def _role(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
     system = " ".join(m.get("content") or "" for m in messages if m.get("role") == "system")
     for role in ("Researcher", "Weather", "Planner"):
-        if f"the {role}" in system:
+        if f"You are the {role}" in system:
             return role
     names = {t["function"]["name"] for t in tools or []}
     if "get_climate" in names:
