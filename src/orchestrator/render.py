@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, TextIO
 
@@ -45,8 +46,9 @@ class TurnPrinter:
     def __init__(self, out: TextIO | None = None, *, show_text: bool = True, color: bool | None = None) -> None:
         self.out = out or sys.stdout
         self.show_text = show_text
-        isatty = getattr(self.out, "isatty", lambda: False)()
-        self.style = Style(isatty if color is None else color)
+        if color is None:  # colour on terminals, unless NO_COLOR is set (https://no-color.org)
+            color = getattr(self.out, "isatty", lambda: False)() and not os.environ.get("NO_COLOR")
+        self.style = Style(color)
         self._mid_line = False
 
     def _line(self, text: str) -> None:

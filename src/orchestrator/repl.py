@@ -39,8 +39,6 @@ class Repl:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        # Ctrl-C during a turn cancels only that turn (asyncio.run would otherwise end the program).
-        loop.add_signal_handler(signal.SIGINT, self._interrupt)
         loop.add_signal_handler(signal.SIGTERM, self._terminate)
         self._main = asyncio.current_task()
         read = self._prompt_reader()
@@ -65,7 +63,6 @@ class Repl:
             if not self._stop:
                 raise
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
         self.printer.info("bye")
         return 0
@@ -108,13 +105,18 @@ class Repl:
             self._main.cancel()
 
     async def _ask(self, text: str) -> None:
+        loop = asyncio.get_running_loop()
         self._turn = asyncio.create_task(self.planner.run_turn(text, self.printer))
+        # Ctrl-C during a turn cancels only that turn. Installed per turn: prompt_toolkit removes
+        # any SIGINT handler when a prompt ends (it reads Ctrl-C as a key while prompting).
+        loop.add_signal_handler(signal.SIGINT, self._interrupt)
         try:
             record = await self._turn
         except asyncio.CancelledError:
             self.printer.error("stopped; the conversation keeps what was said before this question")
             return
         finally:
+            loop.remove_signal_handler(signal.SIGINT)
             self._turn = None
         if record.ok:
             self.printer.info(summary(record))

@@ -10,10 +10,12 @@ from service_processes import ROOT, mcp_server, ollama_standin, stack_env
 
 pytestmark = pytest.mark.e2e
 
-PROMPT = "you> "
+PROMPT = "you>"  # prompt_toolkit draws the space with cursor moves
 
 
 def start(env: dict[str, str], cwd) -> pexpect.spawn:
+    # pexpect's terminal does not answer cursor-position requests; a real terminal does.
+    env = {**env, "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1"}
     child = pexpect.spawn(
         sys.executable, [str(ROOT / "main.py")], env=env, cwd=str(cwd), encoding="utf-8", timeout=60,
         dimensions=(50, 200),
@@ -23,7 +25,9 @@ def start(env: dict[str, str], cwd) -> pexpect.spawn:
 
 
 def ask(child: pexpect.spawn, text: str) -> str:
+    """Type a line, return everything printed until the next prompt."""
     child.sendline(text)
+    child.expect_exact("\r\n")  # prompt_toolkit redraws the accepted line (prompt included) first
     child.expect_exact(PROMPT)
     return child.before
 

@@ -11,13 +11,13 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .brain import Brain
 from .config import DEFAULT_VERSION, StandinConfig, parse_ollama_host
-from .serving import bind_socket, make_server
 from .server import create_app
+from .serving import bind_socket, make_server
 from .wire import DurationError, parse_keep_alive
 
 log = logging.getLogger("ollama_standin")
@@ -36,7 +36,7 @@ def load_brain(spec: str) -> Brain:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise SystemExit(f"--brain must look like MODULE:FACTORY, not {spec!r}")
-    factory: Any = getattr(importlib.import_module(module_name), attr)
+    factory: Callable[[], Brain] = getattr(importlib.import_module(module_name), attr)
     return factory()
 
 
@@ -45,15 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     _, ollama_host, ollama_port = parse_ollama_host(env("OLLAMA_HOST"))
     parser = argparse.ArgumentParser(prog="python -m ollama_standin", description=__doc__)
     parser.add_argument("--host", default=env("STANDIN_HOST", ollama_host))
-    parser.add_argument("--port", type=int, default=int(env("STANDIN_PORT", str(ollama_port))), help="0 picks a free port")
+    parser.add_argument(
+        "--port", type=int, default=int(env("STANDIN_PORT", str(ollama_port))), help="0 picks a free port"
+    )
     parser.add_argument("--models", default=env("STANDIN_MODELS"), help="comma-separated, installed at start")
-    parser.add_argument("--pullable", default=env("STANDIN_PULLABLE"), help="comma-separated; default: the catalog")
-    parser.add_argument("--tokens-per-second", type=float, default=float(env("STANDIN_TOKENS_PER_SECOND", "0")))
-    parser.add_argument("--first-token-delay", type=float, default=float(env("STANDIN_FIRST_TOKEN_DELAY", "0")))
+    parser.add_argument(
+        "--pullable", default=env("STANDIN_PULLABLE"), help="comma-separated; default: the catalog"
+    )
+    parser.add_argument(
+        "--tokens-per-second", type=float, default=float(env("STANDIN_TOKENS_PER_SECOND", "0"))
+    )
+    parser.add_argument(
+        "--first-token-delay", type=float, default=float(env("STANDIN_FIRST_TOKEN_DELAY", "0"))
+    )
     parser.add_argument("--load-delay", type=float, default=float(env("STANDIN_LOAD_DELAY", "0")))
     parser.add_argument("--store-dir", default=env("STANDIN_STORE_DIR", env("OLLAMA_MODELS")))
     parser.add_argument("--processor", choices=("gpu", "cpu"), default=env("STANDIN_PROCESSOR", "gpu"))
-    parser.add_argument("--version-string", default=env("STANDIN_VERSION", DEFAULT_VERSION), help="reported Ollama version")
+    parser.add_argument(
+        "--version-string", default=env("STANDIN_VERSION", DEFAULT_VERSION), help="reported Ollama version"
+    )
     parser.add_argument("--brain", default=env("STANDIN_BRAIN", DEFAULT_BRAIN), help="MODULE:FACTORY")
     parser.add_argument("--log-level", default=env("STANDIN_LOG_LEVEL", "info"))
     return parser
@@ -68,7 +78,9 @@ def config_from_args(args: argparse.Namespace) -> StandinConfig:
     if keep_alive:
         try:
             # The env var takes the same forms as the request field ("5m", "-1", "3600").
-            value: Any = float(keep_alive) if keep_alive.lstrip("-").replace(".", "", 1).isdigit() else keep_alive
+            value: Any = (
+                float(keep_alive) if keep_alive.lstrip("-").replace(".", "", 1).isdigit() else keep_alive
+            )
             kwargs["default_keep_alive"] = parse_keep_alive(value, 0) / 1e9
         except DurationError as exc:
             raise SystemExit(f"OLLAMA_KEEP_ALIVE: {exc}") from None

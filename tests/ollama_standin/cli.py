@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import httpx
@@ -41,7 +41,9 @@ def base_url() -> str:
 
 
 def _client(timeout: float | None = 30.0) -> httpx.Client:
-    return httpx.Client(base_url=base_url(), timeout=timeout, headers={"User-Agent": f"ollama/{CLIENT_VERSION}"})
+    return httpx.Client(
+        base_url=base_url(), timeout=timeout, headers={"User-Agent": f"ollama/{CLIENT_VERSION}"}
+    )
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -79,7 +81,10 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     Every cell, the last one included, is padded to its column width plus the padding.
     """
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["".join(str(cell).ljust(width) + "    " for cell, width in zip(row, widths)) for row in [header, *rows]]
+    lines = [
+        "".join(str(cell).ljust(width) + "    " for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -87,13 +92,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     with _client() as client:
         heartbeat(client)
         models = _request(client, "GET", "/api/tags").json().get("models") or []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for m in models:
         if args.pattern and not str(m["name"]).lower().startswith(args.pattern.lower()):
             continue
         modified = parse_go_time(m["modified_at"]) if m.get("modified_at") else None
-        rows.append([m["name"], m["digest"][:12], human_bytes(int(m["size"])), human_time(modified, "Never", now)])
+        rows.append(
+            [m["name"], m["digest"][:12], human_bytes(int(m["size"])), human_time(modified, "Never", now)]
+        )
     sys.stdout.write(render_table(["NAME", "ID", "SIZE", "MODIFIED"], rows))
     return 0
 
@@ -102,7 +109,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     with _client() as client:
         heartbeat(client)
         models = _request(client, "GET", "/api/ps").json().get("models") or []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for m in models:
         if args.pattern and not str(m["name"]).startswith(args.pattern):
@@ -119,7 +126,16 @@ def cmd_ps(args: argparse.Namespace) -> int:
             processor = f"{cpu}%/{100 - cpu}% CPU/GPU"
         expires = parse_go_time(m["expires_at"])
         until = "Stopping..." if expires < now else human_time(expires, "Never", now)
-        rows.append([m["name"], m["digest"][:12], human_bytes(size), processor, str(m.get("context_length", 0)), until])
+        rows.append(
+            [
+                m["name"],
+                m["digest"][:12],
+                human_bytes(size),
+                processor,
+                str(m.get("context_length", 0)),
+                until,
+            ]
+        )
     sys.stdout.write(render_table(["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows))
     return 0
 
@@ -145,8 +161,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
                     if digest:
                         total, completed = int(event.get("total") or 0), int(event.get("completed") or 0)
                         if total and completed >= total:
+                            short = digest.removeprefix("sha256:")[:12]
                             bar = "█" * 16
-                            print(f"pulling {digest.removeprefix('sha256:')[:12]}: 100% ▕{bar}▏ {human_bytes(total)}", file=sys.stderr)
+                            print(f"pulling {short}: 100% ▕{bar}▏ {human_bytes(total)}", file=sys.stderr)
                     elif event.get("status") != status:
                         status = str(event.get("status"))
                         print(status, file=sys.stderr)

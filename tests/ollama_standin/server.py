@@ -90,7 +90,13 @@ class NDJSONStream:
         watcher = asyncio.create_task(watch())
         items = self.produce(disconnected)
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-ndjson")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/x-ndjson")],
+                }
+            )
             async for item in items:
                 if isinstance(item, _Abort):
                     return
@@ -108,9 +114,18 @@ class TruncatedJSON:
         self.body = body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(self.body)).encode())]
+        headers = [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True}
+        )
+
+
+# What a handler may return: a Starlette response or one of the raw ASGI answers above.
+Answer = Response | NDJSONStream | TruncatedJSON
 
 
 class _DropIncompleteResponseLog(logging.Filter):
@@ -158,8 +173,10 @@ async def read_body(request: Request, go_type: str) -> dict[str, Any]:
 
 
 def _expect(value: Any, kind: type, field_path: str, go_type: str) -> None:
-    if value is not None and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BadRequest(f"json: cannot unmarshal {_go_kind(value)} into Go struct field {field_path} of type {go_type}")
+    if (value is not None and not isinstance(value, kind)) or (kind is int and isinstance(value, bool)):
+        raise BadRequest(
+            f"json: cannot unmarshal {_go_kind(value)} into Go struct field {field_path} of type {go_type}"
+        )
 
 
 def validate_messages(messages: Any) -> list[dict[str, Any]]:
@@ -180,7 +197,12 @@ def validate_messages(messages: Any) -> list[dict[str, Any]]:
             arguments = (function or {}).get("arguments")
             # api.ToolCallFunctionArguments is a map: a model's stringified arguments echoed
             # back in the history make Ollama reject the whole request.
-            _expect(arguments, dict, "ToolCallFunction.messages.tool_calls.function.arguments", "api.ToolCallFunctionArguments")
+            _expect(
+                arguments,
+                dict,
+                "ToolCallFunction.messages.tool_calls.function.arguments",
+                "api.ToolCallFunctionArguments",
+            )
         normalized = dict(message)
         normalized["role"] = str(message.get("role") or "").lower()  # Message.UnmarshalJSON lowercases
         result.append(normalized)
@@ -289,12 +311,22 @@ class Plan:
         return "".join(self.pieces)
 
 
-def plan_generation(reply: Reply, tools_offered: bool, num_predict: int | None, version: str) -> Plan:
+def plan_generation(
+    reply: Reply, tools_offered: bool, options: dict[str, Any], num_predict: int | None, version: str
+) -> Plan:
     content = reply.content
     calls = list(reply.tool_calls)
+    stops = [s for s in options.get("stop") or [] if isinstance(s, str) and s]
+    cut = min((i for i in (content.find(s) for s in stops) if i >= 0), default=-1)
+    if cut >= 0:
+        # The runner ends the reply before a stop sequence (done_reason stays "stop").
+        content, calls = content[:cut], []
     if calls and not tools_offered:
         # Without `tools` Ollama runs no tool parser: a model's tool-call output is just text.
-        rendered = [{"name": c.get("function", c).get("name"), "arguments": c.get("function", c).get("arguments")} for c in calls]
+        rendered = [
+            {"name": c.get("function", c).get("name"), "arguments": c.get("function", c).get("arguments")}
+            for c in calls
+        ]
         content += json.dumps(rendered[0] if len(rendered) == 1 else rendered)
         calls = []
     pieces = split_tokens(content)
@@ -361,7 +393,9 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
-async def _acquire(state: StandinState, entry: InstalledModel, num_ctx: int, keep_alive_ns: int) -> LoadedModel:
+async def _acquire(
+    state: StandinState, entry: InstalledModel, num_ctx: int, keep_alive_ns: int
+) -> LoadedModel:
     """The scheduler's GetRunner: load on first use or when the context size changes."""
     loaded = state.loaded_model(entry)
     if loaded is None or loaded.context_length != num_ctx:
@@ -505,7 +539,7 @@ class Handlers:
 
     # -- pull ------------------------------------------------------------------------------
 
-    async def pull(self, request: Request) -> Response:
+    async def pull(self, request: Request) -> Answer:
         body = await read_body(request, "api.PullRequest")
         raw = body.get("model") or body.get("name") or ""
         name = ModelName.parse(raw)
@@ -521,7 +555,7 @@ class Handlers:
                         return
                     yield go_json(event) + b"\n"
 
-            return NDJSONStream(produce)  # type: ignore[return-value]
+            return NDJSONStream(produce)
         # waitForStream: only the last progress is returned; an error becomes a 500.
         last: dict[str, Any] = {}
         async for event in events:
@@ -560,7 +594,7 @@ class Handlers:
 
     # -- chat & generate -------------------------------------------------------------------
 
-    async def chat(self, request: Request) -> Response:
+    async def chat(self, request: Request) -> Answer:
         timings = Timings(start=time.perf_counter_ns(), loaded=0)
         body = await read_body(request, "api.ChatRequest")
         raw = body.get("model") or ""
@@ -575,12 +609,15 @@ class Handlers:
         options = body.get("options") or {}
         _expect(body.get("options"), dict, "ChatRequest.options", "map[string]interface {}")
         keep_alive = self._keep_alive(body)
-        if not messages and keep_alive == 0:
+        # Only an explicit keep_alive of 0 with no messages means "unload" (ChatHandler).
+        if not messages and body.get("keep_alive") is not None and keep_alive == 0:
             self.state.unload(entry)
             return GoJSONResponse(self._chat_frame(raw, "", done_reason="unload", done=True))
         if _think_requested(body.get("think")) and "thinking" not in entry.info.capabilities:
             return error_response(400, f'"{raw}" does not support thinking')
-        missing = [c for c in (["completion"] + (["tools"] if tools else [])) if c not in entry.info.capabilities]
+        missing = [
+            c for c in (["completion"] + (["tools"] if tools else [])) if c not in entry.info.capabilities
+        ]
         if missing == ["completion"]:
             return error_response(400, f'"{raw}" does not support chat')
         if missing:
@@ -594,26 +631,34 @@ class Handlers:
             self.state.release(loaded, keep_alive)
             return GoJSONResponse(self._chat_frame(raw, "", done_reason="load", done=True))
         try:
-            reply = await run_in_threadpool(self.state.brain.reply, raw, messages, tools or None, dict(options))
+            reply = await run_in_threadpool(
+                self.state.brain.reply, raw, messages, tools or None, dict(options)
+            )
         except Exception:
             self.state.release(loaded, keep_alive)
             raise
         if reply.error is not None:
             self.state.release(loaded, keep_alive)
             return error_response(*reply.error)
-        plan = plan_generation(reply, bool(tools), num_predict, self.config.version)
+        plan = plan_generation(reply, bool(tools), options, num_predict, self.config.version)
         prompt_count = min(prompt_tokens(messages, tools), num_ctx)  # longer prompts get truncated
 
         def frame(content: str, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             return self._chat_frame(raw, content, tool_calls=tool_calls)
 
         def final(content: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
-            return self._chat_frame(raw, content, tool_calls=tool_calls, done_reason=plan.done_reason, done=True,
-                                    metrics=timings.metrics(prompt_count, plan.eval_count))
+            return self._chat_frame(
+                raw,
+                content,
+                tool_calls=tool_calls,
+                done_reason=plan.done_reason,
+                done=True,
+                metrics=timings.metrics(prompt_count, plan.eval_count),
+            )
 
         return await self._respond(body, plan, timings, loaded, keep_alive, reply, frame, final)
 
-    async def generate(self, request: Request) -> Response:
+    async def generate(self, request: Request) -> Answer:
         timings = Timings(start=time.perf_counter_ns(), loaded=0)
         body = await read_body(request, "api.GenerateRequest")
         raw = body.get("model") or ""
@@ -628,14 +673,20 @@ class Handlers:
         _expect(body.get("options"), dict, "GenerateRequest.options", "map[string]interface {}")
         prompt, system = body.get("prompt") or "", body.get("system") or ""
         keep_alive = self._keep_alive(body)
-        if not prompt and keep_alive == 0:
+        if not prompt and body.get("keep_alive") is not None and keep_alive == 0:
             self.state.unload(entry)
-            return GoJSONResponse({"model": raw, "created_at": go_time(), "response": "", "done": True, "done_reason": "unload"})
+            return GoJSONResponse(
+                {"model": raw, "created_at": go_time(), "response": "", "done": True, "done_reason": "unload"}
+            )
         if body.get("raw") and (body.get("template") or system or body.get("context")):
             return error_response(400, "raw mode does not support template, system, or context")
         if _think_requested(body.get("think")) and "thinking" not in entry.info.capabilities:
             return error_response(400, f'"{raw}" does not support thinking')
-        missing = [c for c in (["completion"] + (["insert"] if body.get("suffix") else [])) if c not in entry.info.capabilities]
+        missing = [
+            c
+            for c in (["completion"] + (["insert"] if body.get("suffix") else []))
+            if c not in entry.info.capabilities
+        ]
         if missing == ["completion"]:
             return error_response(400, f'"{raw}" does not support generate')
         if missing:
@@ -646,8 +697,12 @@ class Handlers:
         timings.loaded = time.perf_counter_ns()
         if not prompt:
             self.state.release(loaded, keep_alive)
-            return GoJSONResponse({"model": raw, "created_at": go_time(), "response": "", "done": True, "done_reason": "load"})
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+            return GoJSONResponse(
+                {"model": raw, "created_at": go_time(), "response": "", "done": True, "done_reason": "load"}
+            )
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
         try:
             reply = await run_in_threadpool(self.state.brain.reply, raw, messages, None, dict(options))
         except Exception:
@@ -656,7 +711,7 @@ class Handlers:
         if reply.error is not None:
             self.state.release(loaded, keep_alive)
             return error_response(*reply.error)
-        plan = plan_generation(reply, False, num_predict, self.config.version)
+        plan = plan_generation(reply, False, options, num_predict, self.config.version)
         prompt_count = min(prompt_tokens(messages, None), num_ctx)
 
         def frame(content: str, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -664,8 +719,13 @@ class Handlers:
 
         def final(content: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
             # GenerateResponse order: ..., done, done_reason, context, metrics.
-            out: dict[str, Any] = {"model": raw, "created_at": go_time(), "response": content, "done": True,
-                                   "done_reason": plan.done_reason}
+            out: dict[str, Any] = {
+                "model": raw,
+                "created_at": go_time(),
+                "response": content,
+                "done": True,
+                "done_reason": plan.done_reason,
+            }
             if not body.get("raw"):
                 out["context"] = _context_tokens(prompt + plan.content, prompt_count + plan.eval_count)
             out.update(timings.metrics(prompt_count, plan.eval_count))
@@ -711,7 +771,7 @@ class Handlers:
         reply: Reply,
         frame: Callable[..., dict[str, Any]],
         final: Callable[[str, list[dict[str, Any]] | None], dict[str, Any]],
-    ) -> Any:
+    ) -> Answer:
         pacer = Pacer(self.config)
         abort_after = reply.abort_after_chunks
 
@@ -824,7 +884,11 @@ class RecordingMiddleware:
         except ValueError:
             parsed = None
         record = RequestRecord(
-            method=scope["method"], path=scope["path"], query=scope.get("query_string", b"").decode(), body=parsed, raw=raw
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode(),
+            body=parsed,
+            raw=raw,
         )
         self.state.record(record)
         replayed = False
@@ -848,7 +912,12 @@ class RecordingMiddleware:
             client = (scope.get("client") or ("", 0))[0]
             log.info(
                 '[GIN] %s | %3d | %13s | %15s | %-7s "%s"',
-                time.strftime("%Y/%m/%d - %H:%M:%S"), record.status or 0, latency, client, record.method, record.path,
+                time.strftime("%Y/%m/%d - %H:%M:%S"),
+                record.status or 0,
+                latency,
+                client,
+                record.method,
+                record.path,
             )
 
 
@@ -891,8 +960,15 @@ def create_app(config: StandinConfig, brain: Brain | None = None) -> Starlette:
         route("/api/generate", h.generate, ["POST"]),
     ]
     # Routes real Ollama has but the stand-in does not imitate: an honest 501, not a 404.
-    for path in ("/api/push", "/api/create", "/api/embed", "/api/embeddings", "/v1/chat/completions",
-                 "/v1/completions", "/v1/embeddings"):
+    for path in (
+        "/api/push",
+        "/api/create",
+        "/api/embed",
+        "/api/embeddings",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+    ):
         routes.append(route(path, h.not_implemented, ["POST"]))
     routes.append(route("/v1/models", h.not_implemented, ["GET"]))
 

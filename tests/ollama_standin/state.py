@@ -83,14 +83,16 @@ class StandinState:
                 if known is not None:
                     # Trust the catalog for names it knows, but keep the stored manifest bytes
                     # so the digest matches the file on disk.
-                    image = ModelImage(info=known, config=image.config, layers=image.layers, manifest=image.manifest)
+                    image = ModelImage(
+                        info=known, config=image.config, layers=image.layers, manifest=image.manifest
+                    )
                 self.installed[name.key] = InstalledModel(name, image, mtime_ns)
         for raw in self.config.models:
-            name = ModelName.parse(raw)
-            if name is None:
+            wanted = ModelName.parse(raw)
+            if wanted is None:
                 raise ValueError(f"invalid model name in config: {raw!r}")
-            if name.key not in self.installed:
-                self.install(name)
+            if wanted.key not in self.installed:
+                self.install(wanted)
 
     def info_for(self, name: ModelName) -> ModelInfo:
         return catalog_info(name, self.config.catalog) or generic_info(name)
@@ -194,7 +196,9 @@ class StandinState:
         with self.lock:
             records: Iterable[RequestRecord] = list(self.request_log)
         return [
-            r for r in records if (path is None or r.path == path) and (method is None or r.method == method.upper())
+            r
+            for r in records
+            if (path is None or r.path == path) and (method is None or r.method == method.upper())
         ]
 
     def clear_requests(self) -> None:

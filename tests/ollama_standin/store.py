@@ -166,7 +166,9 @@ class ModelStore:
                 found.append((name, image, path.stat().st_mtime_ns))
         return found
 
-    def load(self, name: ModelName, manifest_bytes: bytes, known: ModelInfo | None = None) -> ModelImage | None:
+    def load(
+        self, name: ModelName, manifest_bytes: bytes, known: ModelInfo | None = None
+    ) -> ModelImage | None:
         """Rebuild an image from manifest bytes and the blobs they reference."""
         try:
             manifest = json.loads(manifest_bytes)
@@ -183,7 +185,9 @@ class ModelStore:
             content = path.read_bytes() if path.exists() else b""
             layers.append(Blob(desc["mediaType"], content, int(desc["size"])))
             texts[desc["mediaType"]] = content
-        info = known or _info_from_config(name, config, texts, sum(int(d["size"]) for d in layer_descs) + int(config_desc["size"]))
+        info = known or _info_from_config(
+            name, config, texts, sum(int(d["size"]) for d in layer_descs) + int(config_desc["size"])
+        )
         return ModelImage(
             info=info,
             config=Blob(config_desc.get("mediaType", MEDIA_CONFIG), config_bytes, int(config_desc["size"])),
@@ -213,7 +217,9 @@ class ModelStore:
                     blob.unlink(missing_ok=True)
 
 
-def _info_from_config(name: ModelName, config: dict[str, Any], texts: dict[str, bytes], size: int) -> ModelInfo:
+def _info_from_config(
+    name: ModelName, config: dict[str, Any], texts: dict[str, bytes], size: int
+) -> ModelInfo:
     """Metadata for a stored model the catalog does not know, from its config and layers."""
     base = generic_info(name)
     params: dict[str, Any] = {}

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import ollama
 import pytest
+
 from ollama_standin.brain import Reply
 from ollama_standin.cli import main as cli_main
 from ollama_standin.config import StandinConfig
@@ -44,13 +45,21 @@ class ScriptedBrain:
     arguments as an unparsable string.
     """
 
-    def reply(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, options: dict[str, Any]) -> Reply:
+    def reply(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        options: dict[str, Any],
+    ) -> Reply:
         results = [m for m in messages if m.get("role") == "tool"]
         if model.startswith("crashy"):
             return Reply(content=ANSWER, abort_after_chunks=2)
         if tools and not results:
             arguments: Any = '{"city": "Lisbon"' if model.startswith("sloppy") else {"city": "Lisbon"}
-            return Reply(tool_calls=[{"function": {"name": tools[0]["function"]["name"], "arguments": arguments}}])
+            return Reply(
+                tool_calls=[{"function": {"name": tools[0]["function"]["name"], "arguments": arguments}}]
+            )
         if results:
             last = results[-1]
             return Reply(content=f"{last.get('tool_name', '?')} says: {last.get('content')}")
@@ -82,7 +91,11 @@ def test_root_version_and_unknown_routes(standin: RunningStandin) -> None:
     assert "server" not in root.headers  # Go's net/http sends no Server header
     assert httpx.get(standin.url + "/api/version").json() == {"version": "0.12.6"}
     missing = httpx.get(standin.url + "/api/nothing")
-    assert (missing.status_code, missing.text, missing.headers["content-type"]) == (404, "404 page not found", "text/plain")
+    assert (missing.status_code, missing.text, missing.headers["content-type"]) == (
+        404,
+        "404 page not found",
+        "text/plain",
+    )
     assert httpx.get(standin.url + "/api/chat").status_code == 405
 
 
@@ -91,11 +104,22 @@ def test_list_matches_tags_shape(client: ollama.Client, standin: RunningStandin)
     assert {"qwen2.5:7b", "phi3:latest", "llama3.2:3b", "crashy-model:latest"} <= set(models)
     qwen = models["qwen2.5:7b"]
     assert qwen.size == 4_683_087_332 and qwen.details is not None
-    assert (qwen.details.family, qwen.details.parameter_size, qwen.details.quantization_level) == ("qwen2", "7.6B", "Q4_K_M")
+    assert (qwen.details.family, qwen.details.parameter_size, qwen.details.quantization_level) == (
+        "qwen2",
+        "7.6B",
+        "Q4_K_M",
+    )
     assert re.fullmatch(r"[0-9a-f]{64}", qwen.digest or "")
     raw = httpx.get(standin.url + "/api/tags").json()["models"][0]
     assert list(raw) == ["name", "model", "modified_at", "size", "digest", "details"]
-    assert list(raw["details"]) == ["parent_model", "format", "family", "families", "parameter_size", "quantization_level"]
+    assert list(raw["details"]) == [
+        "parent_model",
+        "format",
+        "family",
+        "families",
+        "parameter_size",
+        "quantization_level",
+    ]
 
 
 def test_show(client: ollama.Client) -> None:
@@ -115,7 +139,12 @@ def test_show(client: ollama.Client) -> None:
 def test_ps_tracks_loaded_models_and_keep_alive(client: ollama.Client) -> None:
     client.generate("llama3.2:3b", "", keep_alive=0)  # unload whatever an earlier test left
     assert "llama3.2:3b" not in [m.model for m in client.ps().models]
-    client.chat("llama3.2:3b", messages=[{"role": "user", "content": "hi"}], keep_alive="10m", options={"num_ctx": 8192})
+    client.chat(
+        "llama3.2:3b",
+        messages=[{"role": "user", "content": "hi"}],
+        keep_alive="10m",
+        options={"num_ctx": 8192},
+    )
     (loaded,) = [m for m in client.ps().models if m.model == "llama3.2:3b"]
     assert loaded.context_length == 8192
     assert loaded.size and loaded.size_vram == loaded.size  # processor="gpu"
@@ -130,7 +159,9 @@ def test_ps_tracks_loaded_models_and_keep_alive(client: ollama.Client) -> None:
 
 
 def test_cpu_processor_reports_no_vram() -> None:
-    with run_in_thread(StandinConfig(models=["gemma2:2b"], processor="cpu"), brain=ScriptedBrain()) as running:
+    with run_in_thread(
+        StandinConfig(models=["gemma2:2b"], processor="cpu"), brain=ScriptedBrain()
+    ) as running:
         client = ollama.Client(host=running.url, timeout=10)
         client.generate("gemma2:2b", "")
         (loaded,) = client.ps().models
@@ -173,7 +204,9 @@ def test_chat_with_tools_round_trip(client: ollama.Client) -> None:
     messages: list[Any] = [{"role": "user", "content": "Weather in Lisbon?"}]
     parts = list(client.chat("qwen2.5:7b", messages=messages, tools=[WEATHER_TOOL], stream=True))
     calls = [c for part in parts for c in (part.message.tool_calls or [])]
-    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Lisbon"})]
+    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Lisbon"})
+    ]
     tool_chunk = next(p for p in parts if p.message.tool_calls)
     assert tool_chunk.message.content == "" and not tool_chunk.done
     assert parts[-1].done and parts[-1].done_reason == "stop"
@@ -191,22 +224,49 @@ def test_model_errors_mirror_ollama(client: ollama.Client) -> None:
         client.chat("llama9:70b", messages=[{"role": "user", "content": "hi"}])
     assert (unknown.value.status_code, unknown.value.error) == (404, "model 'llama9:70b' not found")
     with pytest.raises(ollama.ResponseError) as no_tools:
-        client.chat("phi3", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL], stream=True).__next__()
+        client.chat(
+            "phi3", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL], stream=True
+        ).__next__()
     assert no_tools.value.status_code == 400
     assert no_tools.value.error == "registry.ollama.ai/library/phi3:latest does not support tools"
     with pytest.raises(ollama.ResponseError) as thinking:
         client.chat("qwen2.5:7b", messages=[{"role": "user", "content": "hi"}], think=True)
-    assert (thinking.value.status_code, thinking.value.error) == (400, '"qwen2.5:7b" does not support thinking')
+    assert (thinking.value.status_code, thinking.value.error) == (
+        400,
+        '"qwen2.5:7b" does not support thinking',
+    )
+    with pytest.raises(ollama.ResponseError) as keep_alive:
+        client.chat("qwen2.5:7b", messages=[{"role": "user", "content": "hi"}], keep_alive="300")
+    assert (keep_alive.value.status_code, keep_alive.value.error) == (
+        400,
+        'time: missing unit in duration "300"',
+    )
 
 
 def test_num_predict_cuts_with_length(client: ollama.Client) -> None:
-    parts = list(client.chat("qwen2.5:7b", messages=[{"role": "user", "content": "go"}], options={"num_predict": 3}, stream=True))
+    parts = list(
+        client.chat(
+            "qwen2.5:7b",
+            messages=[{"role": "user", "content": "go"}],
+            options={"num_predict": 3},
+            stream=True,
+        )
+    )
     assert len(parts) == 4 and parts[-1].done_reason == "length" and parts[-1].eval_count == 3
     assert "".join(p.message.content or "" for p in parts) == "The quick brown"
+    stopped = client.chat(
+        "qwen2.5:7b", messages=[{"role": "user", "content": "go"}], options={"stop": [" fox"]}
+    )
+    assert (stopped.message.content, stopped.done_reason) == ("The quick brown", "stop")
 
 
 def test_string_tool_arguments_reach_the_client_raw(standin: RunningStandin, client: ollama.Client) -> None:
-    body = {"model": "sloppy-model", "messages": [{"role": "user", "content": "x"}], "tools": [WEATHER_TOOL], "stream": False}
+    body: dict[str, Any] = {
+        "model": "sloppy-model",
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [WEATHER_TOOL],
+        "stream": False,
+    }
     raw = httpx.post(standin.url + "/api/chat", json=body).json()
     assert raw["message"]["tool_calls"][0]["function"]["arguments"] == '{"city": "Lisbon"'
     with pytest.raises(Exception, match="arguments"):  # the official client's model validation chokes
@@ -260,7 +320,11 @@ def test_generate(client: ollama.Client, standin: RunningStandin) -> None:
         client.generate("nope", "hi")
     assert (missing.value.status_code, missing.value.error) == (404, "model 'nope' not found")
     sent = [r.body for r in standin.requests("/api/generate") if r.body.get("prompt") == "Tell me"]
-    assert sent[0]["system"] == "Be nice" and sent[0]["stream"] is True and sent[1]["options"] == {"num_predict": 2}
+    assert (
+        sent[0]["system"] == "Be nice"
+        and sent[0]["stream"] is True
+        and sent[1]["options"] == {"num_predict": 2}
+    )
 
 
 # --- pull / delete / persistence -------------------------------------------------------------
@@ -269,7 +333,11 @@ def test_generate(client: ollama.Client, standin: RunningStandin) -> None:
 def test_pull_progress_and_errors(client: ollama.Client) -> None:
     progress = list(client.pull("gemma2:2b", stream=True))
     statuses = [p.status for p in progress]
-    assert statuses[0] == "pulling manifest" and statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    assert statuses[0] == "pulling manifest" and statuses[-3:] == [
+        "verifying sha256 digest",
+        "writing manifest",
+        "success",
+    ]
     layer = [p for p in progress if p.digest and p.total and p.total > 1_000_000_000]
     assert layer[0].status == f"pulling {layer[0].digest[7:19]}"  # type: ignore[index]
     assert len(layer) >= 3 and layer[-1].completed == layer[-1].total
@@ -305,7 +373,9 @@ def test_store_dir_persists_pulled_models(tmp_path: Path) -> None:
         before = {m.model: m.digest for m in client.list().models}
     manifest = tmp_path / "manifests/registry.ollama.ai/library/llama3.2/latest"
     data = json.loads(manifest.read_bytes())
-    assert data["schemaVersion"] == 2 and data["layers"][0]["mediaType"] == "application/vnd.ollama.image.model"
+    assert (
+        data["schemaVersion"] == 2 and data["layers"][0]["mediaType"] == "application/vnd.ollama.image.model"
+    )
     for descriptor in [data["config"], *data["layers"]]:
         blob = tmp_path / "blobs" / descriptor["digest"].replace(":", "-")
         assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == descriptor["digest"]
@@ -321,13 +391,15 @@ def test_store_dir_persists_pulled_models(tmp_path: Path) -> None:
 # --- processes and the CLI -------------------------------------------------------------------
 
 
-def test_cli_list_matches_ollama_layout(standin: RunningStandin, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_list_matches_ollama_layout(
+    standin: RunningStandin, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("OLLAMA_HOST", standin.url)
     assert cli_main(["list"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"NAME +ID +SIZE +MODIFIED +", header)
     qwen = next(r for r in rows if r.startswith("qwen2.5:7b "))
-    name, digest, size, unit, *modified = qwen.split()
+    _, digest, size, unit, *modified = qwen.split()
     assert re.fullmatch(r"[0-9a-f]{12}", digest) and (size, unit) == ("4.7", "GB") and modified[-1] == "ago"
     # Columns line up under the header, 4 spaces apart, as tablewriter pads them.
     assert qwen.index(digest) == header.index("ID") and header.index("ID") - len("crashy-model:latest") >= 4
@@ -336,7 +408,10 @@ def test_cli_list_matches_ollama_layout(standin: RunningStandin, monkeypatch: py
     with pytest.raises(SystemExit) as down:
         cli_main(["list"])
     assert down.value.code == 1
-    assert capsys.readouterr().err == "Error: ollama server not responding - could not connect to ollama app, is it running?\n"
+    assert (
+        capsys.readouterr().err
+        == "Error: ollama server not responding - could not connect to ollama app, is it running?\n"
+    )
 
 
 def test_real_process_and_cli_entry(tmp_path: Path) -> None:
@@ -345,9 +420,17 @@ def test_real_process_and_cli_entry(tmp_path: Path) -> None:
         assert [m.model for m in ollama.Client(host=url).list().models] == ["qwen2.5:3b"]
         env = {"OLLAMA_HOST": url, "PYTHONPATH": str(TESTS_DIR)}
         ollama_bin = Path(__file__).parent / "bin" / "ollama"
-        listed = subprocess.run([sys.executable, str(ollama_bin), "list"], env=env, capture_output=True, text=True, timeout=10)
+        listed = subprocess.run(
+            [sys.executable, str(ollama_bin), "list"], env=env, capture_output=True, text=True, timeout=10
+        )
         assert listed.returncode == 0 and listed.stdout.split()[:4] == ["NAME", "ID", "SIZE", "MODIFIED"]
-        version = subprocess.run([sys.executable, "-m", "ollama_standin.cli", "--version"], env=env, capture_output=True, text=True, timeout=10)
+        version = subprocess.run(
+            [sys.executable, "-m", "ollama_standin.cli", "--version"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert version.stdout == "ollama version is 0.12.6\n"
     assert any("Listening on 127.0.0.1:" in line for line in output)
     assert any('"/api/tags"' in line for line in output)  # one log line per request
@@ -367,7 +450,9 @@ def test_agent_framework_chat_client(standin: RunningStandin) -> None:
     async def scenario() -> tuple[str, str]:
         chat = OllamaChatClient(host=standin.url, model="qwen2.5:7b")
         plain = await chat.get_response([Message("user", ["Tell me a story"])])
-        with_tool = await chat.get_response([Message("user", ["Weather in Lisbon?"])], options={"tools": [get_weather]})
+        with_tool = await chat.get_response(
+            [Message("user", ["Weather in Lisbon?"])], options={"tools": [get_weather]}
+        )
         return plain.text, with_tool.text
 
     plain, with_tool = asyncio.run(scenario())

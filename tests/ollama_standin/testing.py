@@ -1,11 +1,11 @@
 """pytest helpers: run the stand-in in a background thread or as a real subprocess.
 
-    with run_in_thread(StandinConfig(models=["qwen2.5:7b"]), brain=MyBrain()) as standin:
-        ollama.Client(standin.url).chat(...)
-        standin.requests("/api/chat")[-1].body      # what the client sent
+with run_in_thread(StandinConfig(models=["qwen2.5:7b"]), brain=MyBrain()) as standin:
+    ollama.Client(standin.url).chat(...)
+    standin.requests("/api/chat")[-1].body      # what the client sent
 
-    with run_process(["--models", "qwen2.5:7b"]) as url:
-        ...                                        # a real `python -m ollama_standin`
+with run_process(["--models", "qwen2.5:7b"]) as url:
+    ...                                        # a real `python -m ollama_standin`
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from starlette.applications import Starlette
 
 from .brain import Brain
 from .config import StandinConfig
-from .serving import bind_socket, make_server
 from .server import create_app
+from .serving import bind_socket, make_server
 from .state import RequestRecord, StandinState
 
 TESTS_DIR = Path(__file__).resolve().parent.parent  # what must be on sys.path for `ollama_standin`
@@ -50,7 +50,9 @@ class RunningStandin(NamedTuple):
 
 
 @contextmanager
-def run_in_thread(config: StandinConfig | None = None, brain: Brain | None = None) -> Iterator[RunningStandin]:
+def run_in_thread(
+    config: StandinConfig | None = None, brain: Brain | None = None
+) -> Iterator[RunningStandin]:
     """Serve the stand-in with uvicorn in a daemon thread on a free port of 127.0.0.1.
 
     config.host/port are ignored: the socket is bound here, so there is no port race.
@@ -60,7 +62,9 @@ def run_in_thread(config: StandinConfig | None = None, brain: Brain | None = Non
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = make_server(app, log_level="warning")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"ollama-standin:{port}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"ollama-standin:{port}", daemon=True
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 10
@@ -93,7 +97,9 @@ def run_process(
     """
     lines = output if output is not None else []
     child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), child_env.get("PYTHONPATH", "")) if p)
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(TESTS_DIR), child_env.get("PYTHONPATH", "")) if p
+    )
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     command = [sys.executable, "-m", "ollama_standin", "--host", "127.0.0.1", "--port", "0", *args]
     process = subprocess.Popen(

@@ -10,7 +10,7 @@ import json
 import math
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 # Go's time.Duration is an int64 of nanoseconds.
@@ -48,7 +48,7 @@ def go_time(ns: int | None = None, *, utc: bool = True) -> str:
         ns = time.time_ns()
     seconds, frac = divmod(ns, _NS_PER_S)
     if utc:
-        dt = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        dt = datetime.fromtimestamp(seconds, tz=UTC)
     else:
         dt = datetime.fromtimestamp(seconds).astimezone()
     base = dt.strftime("%Y-%m-%dT%H:%M:%S")
@@ -135,7 +135,7 @@ def parse_keep_alive(value: Any, default_ns: int) -> int:
 
 # --- CLI formatting (ollama/format package) ---------------------------------------------
 
-_KB, _MB, _GB, _TB = 1000, 1000**2, 1000**3, 1000**4
+_UNITS = ((1000**4, "TB"), (1000**3, "GB"), (1000**2, "MB"), (1000, "KB"))
 
 
 def human_bytes(size: int) -> str:
@@ -143,12 +143,10 @@ def human_bytes(size: int) -> str:
 
     (Ollama switched to 1024-based units only in late 2025, PR #13583.)
     """
-    for limit, unit in ((_TB, "TB"), (_GB, "GB"), (_MB, "MB"), (_KB, "KB")):
-        if size >= limit:
-            value = size / limit
-            break
-    else:
+    scaled = next(((size / limit, unit) for limit, unit in _UNITS if size >= limit), None)
+    if scaled is None:
         return f"{size} B"
+    value, unit = scaled
     if value >= 10:
         return f"{int(value)} {unit}"
     if value != math.trunc(value):
@@ -187,7 +185,7 @@ def human_time(moment: datetime | None, zero_value: str, now: datetime | None = 
     """format.HumanTime: "2 weeks ago", "4 minutes from now", "Forever" beyond 20 years."""
     if moment is None:
         return zero_value
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     delta = (now - moment).total_seconds()
     if int(delta / 3600) // 24 // 365 < -20:
         return "Forever"

