@@ -52,8 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Every failure the user must know about is explained on screen; the framework's own error
+    # logs would repeat it as noise, so they show only with --verbose.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.ERROR,
+        level=logging.DEBUG if args.verbose else logging.CRITICAL,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

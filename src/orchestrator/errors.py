@@ -105,9 +105,7 @@ def explain(error: BaseException, *, host: str, model: str, mcp_url: str) -> Use
             )
     for exc in chain:
         if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-            return UserError(
-                "the turn took longer than AGENT_TURN_TIMEOUT and was stopped", ExitCode.TURN_FAILED
-            )
+            return UserError("the turn took longer than AGENT_TURN_TIMEOUT and was stopped", ExitCode.TURN_FAILED)
     first = chain[0]
     return UserError(f"the turn failed: {type(first).__name__}: {first}".strip(), ExitCode.TURN_FAILED)
 

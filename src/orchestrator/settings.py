@@ -53,9 +53,7 @@ class Settings(BaseSettings):
     max_output_tokens: int = Field(2048, ge=16, le=131_072, validation_alias="OLLAMA_MAX_OUTPUT_TOKENS")
     # For a remote Ollama behind authentication (a hosted GPU endpoint, a reverse proxy).
     ollama_api_key: SecretStr | None = Field(None, validation_alias="OLLAMA_API_KEY")
-    ollama_headers: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, validation_alias="OLLAMA_HEADERS"
-    )
+    ollama_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, validation_alias="OLLAMA_HEADERS")
     request_timeout: float = Field(300.0, gt=0, le=3600, validation_alias="OLLAMA_REQUEST_TIMEOUT")
     connect_wait: float = Field(60.0, ge=0, le=3600, validation_alias="OLLAMA_CONNECT_WAIT")
 

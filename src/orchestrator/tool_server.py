@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 from agent_framework import FunctionInvocationContext, FunctionTool, MCPStreamableHTTPTool, MiddlewareFailure
+from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import CONNECTION_CLOSED
 
 from .errors import ExitCode, UserError
-
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,22 @@ current_log: ContextVar[CallLog | None] = ContextVar("current_log", default=None
 
 def _connection_lost(error: BaseException) -> bool:
     """A transport failure (server gone), as opposed to a tool that answered with an error."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, httpx.TransportError | ConnectionError | OSError):
+    pending: list[BaseException] = [error]
+    seen: list[BaseException] = []
+    while pending:
+        current = pending.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, httpx.TransportError | ConnectionError):
             return True
-        if type(seen).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream"):
+        if isinstance(current, MCPError) and current.code == CONNECTION_CLOSED:
             return True
-        seen = seen.__cause__ or seen.__context__ or getattr(seen, "inner_exception", None)
+        if type(current).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream"):
+            return True
+        # The framework wraps the cause as an argument: ToolExecutionException("...", MCPError(...)).
+        linked = [current.__cause__, current.__context__, getattr(current, "inner_exception", None), *current.args]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
     return False
 
 

@@ -275,8 +275,8 @@ class TravelPlanner:
                         on_event(ToolStarted(agent, name, arguments))
                         if name not in offered.get(agent, ()):
                             # The framework answers the model with an error; the middleware never sees it.
-                            call = ToolCall(agent, name, arguments, ok=False,
-                                            error=f"the model asked for a tool that does not exist: {name}")  # fmt: skip
+                            missing = f"the model asked for a tool that does not exist: {name}"
+                            call = ToolCall(agent, name, arguments, ok=False, error=missing)
                             invented[content.call_id or name] = call
                             invented_ids.add(id(call))
                             log.calls.append(call)

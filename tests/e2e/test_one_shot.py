@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 pytestmark = pytest.mark.e2e
 
 TRIP = "Plan 4 days in Lisbon in May, I fly from London with 800 GBP"
@@ -60,7 +61,9 @@ def test_two_cities_use_the_distance_tool(run_main):
 
 
 def test_model_id_alias_and_model_flag(run_main):
-    run = run_main("--prompt", "3 days in Nairobi in August", "--json", OLLAMA_MODEL=None, OLLAMA_MODEL_ID="llama3.2:3b")
+    run = run_main(
+        "--prompt", "3 days in Nairobi in August", "--json", OLLAMA_MODEL=None, OLLAMA_MODEL_ID="llama3.2:3b"
+    )
     assert run.code == 0, run.stderr
     assert run.json()["model"] == "llama3.2:3b"
     run = run_main("--prompt", "3 days in Nairobi in August", "--json", "--model", "qwen2.5:7b")

@@ -93,7 +93,7 @@ def test_tool_server_dying_and_coming_back(standin, tmp_path):
     assert "Traceback" not in screen
     with mcp_server(tmp_path, port=int(port)):
         screen = ask(child, "3 days in Oslo in August")
-        assert "Day 3 (Oslo)" in screen and "August highs" in screen
+        assert "Day 3 (Oslo)" in screen and "August highs" in screen, screen
     child.sendline("/quit")
     child.expect(pexpect.EOF)
 

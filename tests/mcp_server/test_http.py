@@ -57,7 +57,9 @@ def _initialize(url: str, host: str) -> httpx.Response:
     )
 
 
-@pytest.mark.parametrize("host", ["mcp-server:8090", "mcp-server.travel.svc:8090", "mcp-server.travel.svc.cluster.local"])
+@pytest.mark.parametrize(
+    "host", ["mcp-server:8090", "mcp-server.travel.svc:8090", "mcp-server.travel.svc.cluster.local"]
+)
 def test_service_names_are_accepted(server, host):
     assert _initialize(server.url, host).status_code == 200
 
@@ -65,6 +67,12 @@ def test_service_names_are_accepted(server, host):
 def test_other_host_headers_are_refused(server):
     # DNS-rebinding protection stays on: only the service names and localhost are answered.
     assert _initialize(server.url, "attacker.example.com").status_code == 421
+    assert _initialize(server.url, "10.1.2.3:8090").status_code == 421
+
+
+def test_health_answers_probes_that_address_the_pod_by_ip(server):
+    health = httpx.get(server.url.replace("/mcp", "/health"), headers={"Host": "10.1.2.3:8090"})
+    assert health.status_code == 200
 
 
 def _npx() -> str | None:
@@ -100,7 +108,8 @@ def test_bad_setting_stops_with_one_line_and_exit_code_2(tmp_path):
     )  # fmt: skip
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        "mcp-server: invalid setting MCP_PORT='eighty': Input should be a valid integer, unable to parse string as an integer"
+        "mcp-server: invalid setting MCP_PORT='eighty': "
+        "Input should be a valid integer, unable to parse string as an integer"
     ]
 
 

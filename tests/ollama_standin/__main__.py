@@ -49,15 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=int(env("STANDIN_PORT", str(ollama_port))), help="0 picks a free port"
     )
     parser.add_argument("--models", default=env("STANDIN_MODELS"), help="comma-separated, installed at start")
-    parser.add_argument(
-        "--pullable", default=env("STANDIN_PULLABLE"), help="comma-separated; default: the catalog"
-    )
-    parser.add_argument(
-        "--tokens-per-second", type=float, default=float(env("STANDIN_TOKENS_PER_SECOND", "0"))
-    )
-    parser.add_argument(
-        "--first-token-delay", type=float, default=float(env("STANDIN_FIRST_TOKEN_DELAY", "0"))
-    )
+    parser.add_argument("--pullable", default=env("STANDIN_PULLABLE"), help="comma-separated; default: the catalog")
+    parser.add_argument("--tokens-per-second", type=float, default=float(env("STANDIN_TOKENS_PER_SECOND", "0")))
+    parser.add_argument("--first-token-delay", type=float, default=float(env("STANDIN_FIRST_TOKEN_DELAY", "0")))
     parser.add_argument("--load-delay", type=float, default=float(env("STANDIN_LOAD_DELAY", "0")))
     parser.add_argument("--store-dir", default=env("STANDIN_STORE_DIR", env("OLLAMA_MODELS")))
     parser.add_argument("--processor", choices=("gpu", "cpu"), default=env("STANDIN_PROCESSOR", "gpu"))
@@ -78,9 +72,7 @@ def config_from_args(args: argparse.Namespace) -> StandinConfig:
     if keep_alive:
         try:
             # The env var takes the same forms as the request field ("5m", "-1", "3600").
-            value: Any = (
-                float(keep_alive) if keep_alive.lstrip("-").replace(".", "", 1).isdigit() else keep_alive
-            )
+            value: Any = float(keep_alive) if keep_alive.lstrip("-").replace(".", "", 1).isdigit() else keep_alive
             kwargs["default_keep_alive"] = parse_keep_alive(value, 0) / 1e9
         except DurationError as exc:
             raise SystemExit(f"OLLAMA_KEEP_ALIVE: {exc}") from None

@@ -12,6 +12,7 @@ Models whose names start with "misbehave-" imitate the failures real models prod
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -79,6 +80,17 @@ class Request:
     end_date: str | None
     days: int
     budget: tuple[float, str] | None
+    days_given: bool = False
+
+    def filled_from(self, earlier: Request) -> Request:
+        if not self.cities:
+            self.cities, self.origin = earlier.cities, self.origin or earlier.origin
+            if self.month is None and self.start_date is None:
+                self.month, self.start_date, self.end_date = earlier.month, earlier.start_date, earlier.end_date
+            if not self.days_given and earlier.days_given:
+                self.days = earlier.days
+            self.budget = self.budget or earlier.budget
+        return self
 
 
 def read_request(text: str) -> Request:
@@ -107,6 +119,7 @@ def read_request(text: str) -> Request:
         end_date=dates[1] if len(dates) > 1 else (dates[0] if dates else None),
         days=max(1, min(int(days_match.group(1)), 14)) if days_match else (7 if re.search(r"\bweek\b", text) else 3),
         budget=budget,
+        days_given=bool(days_match),
     )
 
 
@@ -157,8 +170,10 @@ class TravelBrain:
         if misbehaviour is not None:
             return misbehaviour
         users = [m.get("content") or "" for m in messages if _is_request(m)]
-        # Follow-ups ("make it 5 days") keep the places of the earlier request.
-        request = read_request(" ".join(users[-2:]) if users else "")
+        # The latest request wins; a follow-up ("make it 5 days") keeps what it does not restate.
+        request = read_request(users[-1] if users else "")
+        for earlier in reversed(users[:-1]):
+            request = request.filled_from(read_request(earlier))
         last_user = max((i for i, m in enumerate(messages) if _is_request(m)), default=0)
         this_turn = messages[last_user:]
         offered = {t["function"]["name"] for t in tools or []}
@@ -244,8 +259,10 @@ class TravelBrain:
         own = _own_messages(this_turn)
         destinations = [r for n, r in results if n == "get_destination" and isinstance(r, dict)]
         if len(destinations) > 1 and "travel_distance" in offered and not any(m.get("role") == "tool" for m in own):
-            pairs = zip(destinations, destinations[1:], strict=False)
-            return Reply(tool_calls=[_call("travel_distance", from_city=a["city"], to_city=b["city"]) for a, b in pairs])
+            pairs = itertools.pairwise(destinations)
+            return Reply(
+                tool_calls=[_call("travel_distance", from_city=a["city"], to_city=b["city"]) for a, b in pairs]
+            )
         if not destinations:
             return Reply(content="I cannot plan without facts about the destination; please name a city.")
         climates = {r["city"]: r for n, r in results if n == "get_climate" and isinstance(r, dict)}
@@ -255,7 +272,9 @@ class TravelBrain:
         for day, d in enumerate(stops[: request.days], start=1):
             pois = d["points_of_interest"]
             pick = [pois[(day * 3 + k) % len(pois)]["name"] for k in range(3)] if pois else ["the old town"] * 3
-            lines.append(f"Day {day} ({d['city']}): morning at {pick[0]}; afternoon at {pick[1]}; evening around {pick[2]}.")
+            lines.append(
+                f"Day {day} ({d['city']}): morning at {pick[0]}; afternoon at {pick[1]}; evening around {pick[2]}."
+            )
         for n, r in results:
             if n == "travel_distance" and isinstance(r, dict):
                 lines.append(f"Getting there: {r['from_city']} to {r['to_city']} is {r['distance_km']:g} km, "
@@ -298,7 +317,9 @@ class TravelBrain:
         if kind == "crash":  # Ollama dies after a few words of the first text reply
             return Reply(content="Lisbon is a wonderful city to visit in spring and", abort_after_chunks=3)
         if kind == "parse500" and tools:
-            return Reply(error=(500, 'error parsing tool call: raw=\'{"name": "get_destination", "arguments": {"city\''))
+            return Reply(
+                error=(500, 'error parsing tool call: raw=\'{"name": "get_destination", "arguments": {"city\'')
+            )
         return None
 
 

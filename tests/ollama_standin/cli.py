@@ -41,9 +41,7 @@ def base_url() -> str:
 
 
 def _client(timeout: float | None = 30.0) -> httpx.Client:
-    return httpx.Client(
-        base_url=base_url(), timeout=timeout, headers={"User-Agent": f"ollama/{CLIENT_VERSION}"}
-    )
+    return httpx.Client(base_url=base_url(), timeout=timeout, headers={"User-Agent": f"ollama/{CLIENT_VERSION}"})
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -98,9 +96,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.pattern and not str(m["name"]).lower().startswith(args.pattern.lower()):
             continue
         modified = parse_go_time(m["modified_at"]) if m.get("modified_at") else None
-        rows.append(
-            [m["name"], m["digest"][:12], human_bytes(int(m["size"])), human_time(modified, "Never", now)]
-        )
+        rows.append([m["name"], m["digest"][:12], human_bytes(int(m["size"])), human_time(modified, "Never", now)])
     sys.stdout.write(render_table(["NAME", "ID", "SIZE", "MODIFIED"], rows))
     return 0
 

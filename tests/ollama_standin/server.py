@@ -119,9 +119,7 @@ class TruncatedJSON:
             (b"content-length", str(len(self.body)).encode()),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True}
-        )
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
 
 
 # What a handler may return: a Starlette response or one of the raw ASGI answers above.
@@ -393,9 +391,7 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
-async def _acquire(
-    state: StandinState, entry: InstalledModel, num_ctx: int, keep_alive_ns: int
-) -> LoadedModel:
+async def _acquire(state: StandinState, entry: InstalledModel, num_ctx: int, keep_alive_ns: int) -> LoadedModel:
     """The scheduler's GetRunner: load on first use or when the context size changes."""
     loaded = state.loaded_model(entry)
     if loaded is None or loaded.context_length != num_ctx:
@@ -615,9 +611,7 @@ class Handlers:
             return GoJSONResponse(self._chat_frame(raw, "", done_reason="unload", done=True))
         if _think_requested(body.get("think")) and "thinking" not in entry.info.capabilities:
             return error_response(400, f'"{raw}" does not support thinking')
-        missing = [
-            c for c in (["completion"] + (["tools"] if tools else [])) if c not in entry.info.capabilities
-        ]
+        missing = [c for c in (["completion"] + (["tools"] if tools else [])) if c not in entry.info.capabilities]
         if missing == ["completion"]:
             return error_response(400, f'"{raw}" does not support chat')
         if missing:
@@ -631,9 +625,7 @@ class Handlers:
             self.state.release(loaded, keep_alive)
             return GoJSONResponse(self._chat_frame(raw, "", done_reason="load", done=True))
         try:
-            reply = await run_in_threadpool(
-                self.state.brain.reply, raw, messages, tools or None, dict(options)
-            )
+            reply = await run_in_threadpool(self.state.brain.reply, raw, messages, tools or None, dict(options))
         except Exception:
             self.state.release(loaded, keep_alive)
             raise
@@ -683,9 +675,7 @@ class Handlers:
         if _think_requested(body.get("think")) and "thinking" not in entry.info.capabilities:
             return error_response(400, f'"{raw}" does not support thinking')
         missing = [
-            c
-            for c in (["completion"] + (["insert"] if body.get("suffix") else []))
-            if c not in entry.info.capabilities
+            c for c in (["completion"] + (["insert"] if body.get("suffix") else [])) if c not in entry.info.capabilities
         ]
         if missing == ["completion"]:
             return error_response(400, f'"{raw}" does not support generate')
@@ -700,9 +690,7 @@ class Handlers:
             return GoJSONResponse(
                 {"model": raw, "created_at": go_time(), "response": "", "done": True, "done_reason": "load"}
             )
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}
-        ]
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         try:
             reply = await run_in_threadpool(self.state.brain.reply, raw, messages, None, dict(options))
         except Exception:

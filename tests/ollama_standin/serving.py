@@ -11,9 +11,7 @@ from starlette.applications import Starlette
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind (but do not yet serve) a listening socket; port 0 picks a free port race-free."""
     host = host or "0.0.0.0"  # OLLAMA_HOST=":11434" listens on every interface, as Go does
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)

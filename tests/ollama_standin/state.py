@@ -83,9 +83,7 @@ class StandinState:
                 if known is not None:
                     # Trust the catalog for names it knows, but keep the stored manifest bytes
                     # so the digest matches the file on disk.
-                    image = ModelImage(
-                        info=known, config=image.config, layers=image.layers, manifest=image.manifest
-                    )
+                    image = ModelImage(info=known, config=image.config, layers=image.layers, manifest=image.manifest)
                 self.installed[name.key] = InstalledModel(name, image, mtime_ns)
         for raw in self.config.models:
             wanted = ModelName.parse(raw)
@@ -196,9 +194,7 @@ class StandinState:
         with self.lock:
             records: Iterable[RequestRecord] = list(self.request_log)
         return [
-            r
-            for r in records
-            if (path is None or r.path == path) and (method is None or r.method == method.upper())
+            r for r in records if (path is None or r.path == path) and (method is None or r.method == method.upper())
         ]
 
     def clear_requests(self) -> None:

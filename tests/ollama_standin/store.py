@@ -166,9 +166,7 @@ class ModelStore:
                 found.append((name, image, path.stat().st_mtime_ns))
         return found
 
-    def load(
-        self, name: ModelName, manifest_bytes: bytes, known: ModelInfo | None = None
-    ) -> ModelImage | None:
+    def load(self, name: ModelName, manifest_bytes: bytes, known: ModelInfo | None = None) -> ModelImage | None:
         """Rebuild an image from manifest bytes and the blobs they reference."""
         try:
             manifest = json.loads(manifest_bytes)
@@ -217,9 +215,7 @@ class ModelStore:
                     blob.unlink(missing_ok=True)
 
 
-def _info_from_config(
-    name: ModelName, config: dict[str, Any], texts: dict[str, bytes], size: int
-) -> ModelInfo:
+def _info_from_config(name: ModelName, config: dict[str, Any], texts: dict[str, bytes], size: int) -> ModelInfo:
     """Metadata for a stored model the catalog does not know, from its config and layers."""
     base = generic_info(name)
     params: dict[str, Any] = {}

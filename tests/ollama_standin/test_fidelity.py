@@ -57,9 +57,7 @@ class ScriptedBrain:
             return Reply(content=ANSWER, abort_after_chunks=2)
         if tools and not results:
             arguments: Any = '{"city": "Lisbon"' if model.startswith("sloppy") else {"city": "Lisbon"}
-            return Reply(
-                tool_calls=[{"function": {"name": tools[0]["function"]["name"], "arguments": arguments}}]
-            )
+            return Reply(tool_calls=[{"function": {"name": tools[0]["function"]["name"], "arguments": arguments}}])
         if results:
             last = results[-1]
             return Reply(content=f"{last.get('tool_name', '?')} says: {last.get('content')}")
@@ -159,9 +157,7 @@ def test_ps_tracks_loaded_models_and_keep_alive(client: ollama.Client) -> None:
 
 
 def test_cpu_processor_reports_no_vram() -> None:
-    with run_in_thread(
-        StandinConfig(models=["gemma2:2b"], processor="cpu"), brain=ScriptedBrain()
-    ) as running:
+    with run_in_thread(StandinConfig(models=["gemma2:2b"], processor="cpu"), brain=ScriptedBrain()) as running:
         client = ollama.Client(host=running.url, timeout=10)
         client.generate("gemma2:2b", "")
         (loaded,) = client.ps().models
@@ -204,9 +200,7 @@ def test_chat_with_tools_round_trip(client: ollama.Client) -> None:
     messages: list[Any] = [{"role": "user", "content": "Weather in Lisbon?"}]
     parts = list(client.chat("qwen2.5:7b", messages=messages, tools=[WEATHER_TOOL], stream=True))
     calls = [c for part in parts for c in (part.message.tool_calls or [])]
-    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [
-        ("get_weather", {"city": "Lisbon"})
-    ]
+    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Lisbon"})]
     tool_chunk = next(p for p in parts if p.message.tool_calls)
     assert tool_chunk.message.content == "" and not tool_chunk.done
     assert parts[-1].done and parts[-1].done_reason == "stop"
@@ -224,9 +218,7 @@ def test_model_errors_mirror_ollama(client: ollama.Client) -> None:
         client.chat("llama9:70b", messages=[{"role": "user", "content": "hi"}])
     assert (unknown.value.status_code, unknown.value.error) == (404, "model 'llama9:70b' not found")
     with pytest.raises(ollama.ResponseError) as no_tools:
-        client.chat(
-            "phi3", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL], stream=True
-        ).__next__()
+        client.chat("phi3", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL], stream=True).__next__()
     assert no_tools.value.status_code == 400
     assert no_tools.value.error == "registry.ollama.ai/library/phi3:latest does not support tools"
     with pytest.raises(ollama.ResponseError) as thinking:
@@ -254,9 +246,7 @@ def test_num_predict_cuts_with_length(client: ollama.Client) -> None:
     )
     assert len(parts) == 4 and parts[-1].done_reason == "length" and parts[-1].eval_count == 3
     assert "".join(p.message.content or "" for p in parts) == "The quick brown"
-    stopped = client.chat(
-        "qwen2.5:7b", messages=[{"role": "user", "content": "go"}], options={"stop": [" fox"]}
-    )
+    stopped = client.chat("qwen2.5:7b", messages=[{"role": "user", "content": "go"}], options={"stop": [" fox"]})
     assert (stopped.message.content, stopped.done_reason) == ("The quick brown", "stop")
 
 
@@ -320,11 +310,7 @@ def test_generate(client: ollama.Client, standin: RunningStandin) -> None:
         client.generate("nope", "hi")
     assert (missing.value.status_code, missing.value.error) == (404, "model 'nope' not found")
     sent = [r.body for r in standin.requests("/api/generate") if r.body.get("prompt") == "Tell me"]
-    assert (
-        sent[0]["system"] == "Be nice"
-        and sent[0]["stream"] is True
-        and sent[1]["options"] == {"num_predict": 2}
-    )
+    assert sent[0]["system"] == "Be nice" and sent[0]["stream"] is True and sent[1]["options"] == {"num_predict": 2}
 
 
 # --- pull / delete / persistence -------------------------------------------------------------
@@ -373,9 +359,7 @@ def test_store_dir_persists_pulled_models(tmp_path: Path) -> None:
         before = {m.model: m.digest for m in client.list().models}
     manifest = tmp_path / "manifests/registry.ollama.ai/library/llama3.2/latest"
     data = json.loads(manifest.read_bytes())
-    assert (
-        data["schemaVersion"] == 2 and data["layers"][0]["mediaType"] == "application/vnd.ollama.image.model"
-    )
+    assert data["schemaVersion"] == 2 and data["layers"][0]["mediaType"] == "application/vnd.ollama.image.model"
     for descriptor in [data["config"], *data["layers"]]:
         blob = tmp_path / "blobs" / descriptor["digest"].replace(":", "-")
         assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == descriptor["digest"]
@@ -450,9 +434,7 @@ def test_agent_framework_chat_client(standin: RunningStandin) -> None:
     async def scenario() -> tuple[str, str]:
         chat = OllamaChatClient(host=standin.url, model="qwen2.5:7b")
         plain = await chat.get_response([Message("user", ["Tell me a story"])])
-        with_tool = await chat.get_response(
-            [Message("user", ["Weather in Lisbon?"])], options={"tools": [get_weather]}
-        )
+        with_tool = await chat.get_response([Message("user", ["Weather in Lisbon?"])], options={"tools": [get_weather]})
         return plain.text, with_tool.text
 
     plain, with_tool = asyncio.run(scenario())

@@ -50,9 +50,7 @@ class RunningStandin(NamedTuple):
 
 
 @contextmanager
-def run_in_thread(
-    config: StandinConfig | None = None, brain: Brain | None = None
-) -> Iterator[RunningStandin]:
+def run_in_thread(config: StandinConfig | None = None, brain: Brain | None = None) -> Iterator[RunningStandin]:
     """Serve the stand-in with uvicorn in a daemon thread on a free port of 127.0.0.1.
 
     config.host/port are ignored: the socket is bound here, so there is no port race.
@@ -62,9 +60,7 @@ def run_in_thread(
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = make_server(app, log_level="warning")
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"ollama-standin:{port}", daemon=True
-    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"ollama-standin:{port}", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 10
@@ -97,9 +93,7 @@ def run_process(
     """
     lines = output if output is not None else []
     child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(TESTS_DIR), child_env.get("PYTHONPATH", "")) if p
-    )
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), child_env.get("PYTHONPATH", "")) if p)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     command = [sys.executable, "-m", "ollama_standin", "--host", "127.0.0.1", "--port", "0", *args]
     process = subprocess.Popen(

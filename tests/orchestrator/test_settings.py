@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from orchestrator.settings import SettingsError, load_settings
 
 
@@ -70,7 +71,11 @@ def test_bearer_token_and_headers_for_a_remote_ollama(monkeypatch):
         ("OLLAMA_HEADERS", "no-equals", "invalid setting OLLAMA_HEADERS='no-equals': must look like"),
         ("OLLAMA_MODEL", "", "invalid setting OLLAMA_MODEL='': String should have at least 1 character"),
         ("AGENT_MAX_TOOL_ROUNDS", "0", "invalid setting AGENT_MAX_TOOL_ROUNDS='0'"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "udp", "invalid setting OTEL_EXPORTER_OTLP_PROTOCOL='udp': Input should be 'grpc'"),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "udp",
+            "invalid setting OTEL_EXPORTER_OTLP_PROTOCOL='udp': Input should be 'grpc'",
+        ),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_what_is_accepted(monkeypatch, name, value, message):

@@ -130,7 +130,10 @@ def load_catalog() -> Catalog:
                 climate=tuple(
                     MonthClimate(*values)
                     for values in zip(
-                        climate["high_c"], climate["low_c"], climate["precip_mm"], climate["rainy_days"],
+                        climate["high_c"],
+                        climate["low_c"],
+                        climate["precip_mm"],
+                        climate["rainy_days"],
                         strict=True,
                     )
                 ),

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ValidationError as ArgumentsError
+from fastmcp.server.middleware import Middleware, MiddlewareContext
 from mcp.types import ToolAnnotations
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .catalog import load_catalog
 from .tools import climate, destinations, planning
 
 # Every tool only reads data shipped with the server: safe to retry, nothing leaves the machine.
-READ_ONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
+READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 TOOLS = (
     destinations.get_destination,
@@ -23,6 +28,25 @@ TOOLS = (
 )
 
 
+class OneLineArgumentErrors(Middleware):
+    """Pydantic explains a wrong argument type over several lines with a docs URL and the raw
+    input; a model (and a person reading a trace) is better served by one line."""
+
+    async def on_call_tool(self, context: MiddlewareContext, call_next):  # type: ignore[override]
+        try:
+            return await call_next(context)
+        except ArgumentsError as error:
+            cause = error.__cause__
+            if not isinstance(cause, ValidationError):
+                raise
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                + ("" if e["type"] == "missing_argument" else f" (got {type(e['input']).__name__})")
+                for e in cause.errors()[:3]
+            )
+            raise ToolError(f"Invalid arguments for {context.message.name}: {problems}.") from None
+
+
 def build_server() -> FastMCP:
     catalog = load_catalog()  # fail at start, not on the first call, if the data is broken
     mcp = FastMCP(
@@ -30,6 +54,7 @@ def build_server() -> FastMCP:
         instructions="Offline travel data: destination facts, climate normals (not forecasts), "
         "distances, time differences and currency conversion from shipped tables.",
     )
+    mcp.add_middleware(OneLineArgumentErrors())
     for fn in TOOLS:
         mcp.tool(fn, annotations=READ_ONLY)
 
@@ -40,3 +65,21 @@ def build_server() -> FastMCP:
         )
 
     return mcp
+
+
+def build_app(mcp: FastMCP, path: str, allowed_hosts: list[str]) -> ASGIApp:
+    """The HTTP app: MCP behind DNS-rebinding protection, /health open to probes.
+
+    FastMCP's Host guard is off by default; it is on here, answering only the service names.
+    Kubernetes probes address the pod by IP, so /health (which reveals nothing) bypasses it.
+    """
+    guarded = mcp.http_app(path=path, transport="http", host_origin_protection=True, allowed_hosts=allowed_hosts)
+    open_routes = mcp.http_app(path=path, transport="http", host_origin_protection=False)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/health":
+            await open_routes(scope, receive, send)
+        else:
+            await guarded(scope, receive, send)
+
+    return app

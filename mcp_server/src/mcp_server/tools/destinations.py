@@ -71,8 +71,9 @@ def get_destination(city: CityName) -> Destination:
 
 
 def list_destinations(
-    continent: Annotated[str | None, Field(description="Filter: Africa, Asia, Europe, North America, "
-                                           "South America or Oceania")] = None,
+    continent: Annotated[
+        str | None, Field(description="Filter: Africa, Asia, Europe, North America, South America or Oceania")
+    ] = None,
     country: Annotated[str | None, Field(description="Filter: country name or ISO code")] = None,
 ) -> DestinationList:
     """List the cities this server knows, optionally filtered by continent or country."""
