@@ -232,6 +232,8 @@ class TravelPlanner:
         started: float,
         on_event: Callable[[TurnEvent], None],
     ) -> None:
+        # Ollama may have restarted since the last turn: wait for it (bounded) rather than fail at once.
+        await wait_until_reachable(self.ollama, self.settings, lambda line: on_event(Notice(line)))
         functions = await self.tools.connect()
         agents = build_agents(
             self._chat_client(), functions, self.settings.chat_options(), lambda name: [self.tools.middleware(name)]

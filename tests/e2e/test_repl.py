@@ -119,3 +119,18 @@ def test_follow_up_question_keeps_the_conversation(repl_env, tmp_path):
     assert "Which city" in screen
     child.sendline("/quit")
     child.expect(pexpect.EOF)
+
+
+def test_ollama_restarting_between_turns_is_waited_for(tools, tmp_path):
+    with ollama_standin(tmp_path, "--models", "qwen2.5:7b") as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        child = start(stack_env(first, tools, XDG_STATE_HOME=str(tmp_path), OLLAMA_CONNECT_WAIT="30"), tmp_path)
+        assert "Day 3 (Lima)" in ask(child, "3 days in Lima in March")
+    # Ollama is down when the next question is asked, and back a few seconds later.
+    child.sendline("3 days in Lima in April")
+    child.expect_exact(f"waiting for Ollama at http://127.0.0.1:{port}")
+    with ollama_standin(tmp_path, "--models", "qwen2.5:7b", port=port):
+        child.expect_exact(PROMPT)
+        assert "Day 3 (Lima)" in child.before and "April highs" in child.before, child.before
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)

@@ -59,6 +59,27 @@ def default_brain() -> Brain:
     return TravelBrain()
 
 
+class PaddedBrain:
+    """TravelBrain whose text replies run on for `words` more words: a long stream for throughput runs."""
+
+    def __init__(self, words: int) -> None:
+        self.inner = TravelBrain()
+        self.padding = " " + " ".join(f"note{i % 97}" for i in range(words))
+
+    def reply(self, model, messages, tools, options) -> Reply:
+        reply = self.inner.reply(model, messages, tools, options)
+        if reply.content and not reply.tool_calls:
+            reply.content += self.padding
+        return reply
+
+
+def padded_brain() -> Brain:
+    """--brain ollama_standin.brain:padded_brain; STANDIN_PAD_WORDS sets the length (default 20000)."""
+    import os
+
+    return PaddedBrain(int(os.environ.get("STANDIN_PAD_WORDS", "20000")))
+
+
 # --- reading the request ---------------------------------------------------------------------------
 
 MONTHS = (
