@@ -1,8 +1,20 @@
 """The orchestrator: three agents on Ollama, tools over MCP, a terminal to talk to them."""
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-try:
-    __version__ = version("offline-agents")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
+
+def _version() -> str:
+    try:
+        return version("offline-agents")
+    except PackageNotFoundError:  # the image runs from source: read the version from pyproject.toml
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        try:
+            return tomllib.loads(pyproject.read_text())["project"]["version"]
+        except (OSError, KeyError, ValueError):
+            return "0.0.0+unknown"
+
+
+__version__ = _version()

@@ -1,0 +1,36 @@
+# The orchestrator image: the three-agent travel planner and its terminal.
+#
+#   docker compose run --rm orchestrator                  # interactive
+#   docker build -t offline-agents/orchestrator .         # by hand
+#   docker build --build-arg WHEELS=offline ...           # air-gapped: from ./wheels only,
+#                                                         # filled by scripts/build-wheelhouse.sh
+ARG PYTHON_IMAGE=python:3.13.9-slim-trixie
+
+FROM ${PYTHON_IMAGE} AS build
+# online: pip fetches the pinned wheels; offline: nothing but ./wheels is used (builds with --network none)
+ARG WHEELS=online
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY requirements/orchestrator.txt /tmp/requirements.txt
+COPY wheels/ /tmp/wheels/
+# Every package is pinned with its hash in requirements/ (exported from uv.lock).
+RUN python3 -m venv /opt/venv \
+ && if [ "$WHEELS" = offline ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
+ && /opt/venv/bin/pip install --require-hashes "$@" -r /tmp/requirements.txt
+COPY pyproject.toml main.py /app/
+COPY src/ /app/src/
+# Compiled once here: the root filesystem may be read-only at run time, and start-up is faster.
+RUN /opt/venv/bin/python -m compileall -q /app /opt/venv
+
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app/src \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/app
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/app --shell /usr/sbin/nologin app
+USER 10001:10001
+WORKDIR /app
+# A terminal program, not a server: no healthcheck. It exits on Ctrl-D, /quit and SIGTERM.
+ENTRYPOINT ["python", "main.py"]

@@ -1,0 +1,47 @@
+# Short names for the long compose command lines. Settings and image versions: .env.
+#   make up-cpu chat      start on CPU, then talk to the planner
+#   make help             list the targets
+SHELL := /bin/bash
+COMPOSE ?= docker compose
+PROMPT ?= 3 days in Lisbon in May
+
+.PHONY: help secrets build up-cpu up-gpu chat plan logs ps down test benchmark wheels
+
+help: ## list the targets
+	@grep -E "^[a-z-]+:.*## " $(MAKEFILE_LIST) | sed -E "s/:.*## /\t/" | column -t -s "$$(printf "\\t")"
+
+secrets: ## fill empty DASHBOARD_TOKEN and OTLP_API_KEY in .env with random values (idempotent)
+	@scripts/init-secrets.sh .env
+
+build: ## build the project images (WHEELS=offline in .env builds from ./wheels with no network)
+	$(COMPOSE) build
+
+up-cpu: secrets ## start the stack for CPU inference; example: make up-cpu
+	$(COMPOSE) --profile cpu up -d --build --wait
+
+up-gpu: secrets ## start the stack on NVIDIA GPUs with GPU_MODEL from .env; example: make up-gpu
+	OLLAMA_MODEL="$$(grep -E "^GPU_MODEL=" .env | cut -d= -f2-)" $(COMPOSE) --profile gpu up -d --build --wait
+
+chat: ## talk to the planner in this terminal; example: make chat
+	$(COMPOSE) run --rm orchestrator
+
+plan: ## plan once and print JSON; example: make plan PROMPT="4 days in Kyoto in April"
+	$(COMPOSE) run --rm -T orchestrator --prompt "$(PROMPT)" --json
+
+logs: ## follow every service's logs; example: make logs
+	$(COMPOSE) --profile cpu --profile gpu logs -f --tail 100
+
+ps: ## show the services and their health
+	$(COMPOSE) --profile cpu --profile gpu ps
+
+down: ## stop and remove the containers; models stay in their volume
+	$(COMPOSE) --profile cpu --profile gpu down
+
+test: ## run every test, the container tier included; example: make test
+	scripts/test.sh
+
+benchmark: ## print the orchestrator's overhead, throughput and start-up time
+	uv run python scripts/benchmark.py
+
+wheels: ## download every wheel the images need into ./wheels, for offline builds
+	scripts/build-wheelhouse.sh

@@ -1,0 +1,180 @@
+"""The bundle's files, checked without running them: compose configs, schemas, linters, pins."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from containers.docker_host import ROOT
+
+BIN = Path(sys.executable).parent
+VARIANTS = {
+    "profile cpu": (["docker-compose.yml"], ["cpu"]),
+    "profile gpu": (["docker-compose.yml"], ["gpu"]),
+    "overlay cpu": (["docker-compose.yml", "docker-compose.cpu.yml"], []),
+    "overlay gpu": (["docker-compose.yml", "docker-compose.gpu.yml"], []),
+}
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory) -> Path:
+    """The committed .env with the two secrets filled in, as `make secrets` would."""
+    path = tmp_path_factory.mktemp("env") / ".env"
+    path.write_text((ROOT / ".env").read_text().replace("DASHBOARD_TOKEN=\n", "DASHBOARD_TOKEN=t0k3n\n")
+                    .replace("OTLP_API_KEY=\n", "OTLP_API_KEY=k3y\n"))  # fmt: skip
+    return path
+
+
+def compose_config(env_file: Path, files: list[str], profiles: list[str]) -> dict:
+    command = [str(BIN / "docker-compose"), "--env-file", str(env_file)]
+    for name in files:
+        command += ["-f", name]
+    for profile in profiles:
+        command += ["--profile", profile]
+    done = subprocess.run([*command, "config", "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def configs(env_file) -> dict[str, dict]:
+    return {name: compose_config(env_file, *variant) for name, variant in VARIANTS.items()}
+
+
+def ollama_of(config: dict) -> tuple[str, dict]:
+    (name,) = [n for n in config["services"] if n.startswith("ollama") and n != "ollama-seed"]
+    return name, config["services"][name]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_is_a_complete_stack(configs, variant):
+    config = configs[variant]
+    assert set(config["services"]) - {"ollama", "ollama-gpu"} == {
+        "ollama-seed", "mcp-server", "aspire-dashboard", "orchestrator",
+    }  # fmt: skip
+    _, ollama = ollama_of(config)
+    # one address for Ollama in every variant
+    assert "ollama" in ollama["networks"]["backend"]["aliases"]
+    assert ollama["healthcheck"]["test"] == ["CMD", "ollama", "list"]
+    assert ollama["environment"]["OLLAMA_HOST"] == "0.0.0.0:11434"
+    assert config["services"]["orchestrator"]["environment"]["OLLAMA_HOST"] == "http://ollama:11434"
+    assert ollama["depends_on"]["ollama-seed"]["condition"] == "service_completed_successfully"
+    assert ollama["volumes"][0]["target"] == "/root/.ollama"
+
+
+@pytest.mark.parametrize("variant", ["profile gpu", "overlay gpu"])
+def test_gpu_variants_reserve_nvidia_gpus_and_are_tuned_for_them(configs, variant):
+    _, ollama = ollama_of(configs[variant])
+    (device,) = ollama["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    env = ollama["environment"]
+    assert env["OLLAMA_FLASH_ATTENTION"] == "1" and env["OLLAMA_KV_CACHE_TYPE"] == "q8_0"
+    assert int(env["OLLAMA_NUM_PARALLEL"]) > 1
+
+
+@pytest.mark.parametrize("variant", ["profile cpu", "overlay cpu"])
+def test_cpu_variants_have_no_gpu_and_are_tuned_for_cpu(configs, variant):
+    _, ollama = ollama_of(configs[variant])
+    assert "reservations" not in ollama.get("deploy", {}).get("resources", {})
+    assert ollama["environment"]["OLLAMA_NUM_PARALLEL"] == "1"
+    assert ollama["environment"]["OLLAMA_FLASH_ATTENTION"] == "0"
+
+
+def test_the_overlays_patch_the_one_ollama_service(configs):
+    assert ollama_of(configs["overlay cpu"])[0] == "ollama"
+    assert ollama_of(configs["overlay gpu"])[0] == "ollama"
+
+
+def test_only_the_dashboard_ui_is_published_on_loopback(configs):
+    for config in configs.values():
+        published = {name: s["ports"] for name, s in config["services"].items() if s.get("ports")}
+        assert list(published) == ["aspire-dashboard"]
+        (port,) = published["aspire-dashboard"]
+        assert port["host_ip"] == "127.0.0.1" and port["target"] == 18888
+
+
+def test_running_services_sit_on_the_internal_network_only(configs):
+    config = configs["profile cpu"]
+    assert config["networks"]["backend"]["internal"] is True
+    for name in ("ollama", "mcp-server", "orchestrator"):
+        assert list(config["services"][name]["networks"]) == ["backend"], name
+    assert list(config["services"]["ollama-seed"]["networks"]) == ["egress"]
+    assert set(config["services"]["aspire-dashboard"]["networks"]) == {"backend", "ui"}
+    assert config["networks"]["ui"]["driver_opts"]["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+
+
+def test_dashboard_requires_its_token_and_api_key(configs):
+    env = configs["profile cpu"]["services"]["aspire-dashboard"]["environment"]
+    assert env["Dashboard__Frontend__AuthMode"] == "BrowserToken"
+    assert env["Dashboard__Otlp__AuthMode"] == "ApiKey"
+    assert env["Dashboard__Frontend__BrowserToken"] == "t0k3n"
+    orchestrator = configs["profile cpu"]["services"]["orchestrator"]["environment"]
+    assert orchestrator["OTEL_EXPORTER_OTLP_HEADERS"] == "x-otlp-api-key=k3y"
+    assert orchestrator["DASHBOARD_URL"].endswith("/login?t=t0k3n")
+
+
+def test_every_image_is_pinned(configs):
+    for config in configs.values():
+        for name, service in config["services"].items():
+            image = service["image"]
+            assert ":" in image and not image.endswith(":latest"), f"{name}: {image}"
+
+
+def test_long_running_services_restart_and_run_under_init(configs):
+    for name, service in configs["profile cpu"]["services"].items():
+        if name == "ollama-seed":
+            assert service["restart"] == "no"
+            continue
+        assert service["restart"] in ("unless-stopped", "on-failure"), name
+        if name != "aspire-dashboard":  # distroless: Docker's init cannot be added usefully
+            assert service.get("init") is True, name
+        assert service["deploy"]["resources"]["limits"]["memory"], name
+
+
+def test_missing_secret_fails_loudly(tmp_path):
+    done = subprocess.run(
+        [str(BIN / "docker-compose"), "--env-file", str(ROOT / ".env"), "--profile", "cpu", "config"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "required variable DASHBOARD_TOKEN is missing a value: set DASHBOARD_TOKEN in .env (make secrets)" in (
+        done.stderr
+    )
+
+
+def test_compose_files_match_the_compose_spec(configs, tmp_path):
+    rendered = []
+    for name, config in configs.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.json"
+        path.write_text(json.dumps(config))
+        rendered.append(str(path))
+    done = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "docker-compose.yml", *rendered],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfiles_pass_hadolint():
+    dockerfiles = ["Dockerfile", "mcp_server/Dockerfile", "tests/ollama_standin/Dockerfile",
+                   "tests/dashboard_standin/Dockerfile"]  # fmt: skip
+    done = subprocess.run([str(BIN / "hadolint"), *dockerfiles], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_shell_scripts_pass_shellcheck():
+    scripts = [*sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.sh")), ".ci/run"]
+    done = subprocess.run([str(BIN / "shellcheck"), *scripts], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_image_requirements_match_the_lockfile(tmp_path):
+    """requirements/*.txt are what the images install; they must be exported from uv.lock as it is."""
+    done = subprocess.run(["bash", "scripts/export-requirements.sh"], capture_output=True, text=True, cwd=ROOT,
+                          env={**__import__("os").environ, "UV_OFFLINE": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    diff = subprocess.run(["git", "diff", "--stat", "--", "requirements/"], capture_output=True, text=True, cwd=ROOT)
+    assert diff.stdout == "", f"run scripts/export-requirements.sh after `uv lock`:\n{diff.stdout}"
