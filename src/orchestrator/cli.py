@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except Exception as error:  # a failure nothing explained: still one line; -v shows the traceback
+        logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected {type(error).__name__}: {error} (run with -v for details)", file=sys.stderr)
+        return ExitCode.TURN_FAILED
 
 
 async def one_shot(settings, prompt: str, *, as_json: bool) -> int:
@@ -116,7 +120,7 @@ async def interactive(settings) -> int:
             return int(error.code)
         printer.info(
             f"offline-agents {__version__} · model {info.model.name} ({info.model.parameter_size}) "
-            f"on {settings.ollama_host} (Ollama {info.ollama_version}) · "
+            f"on {settings.ollama_shown} (Ollama {info.ollama_version}) · "
             f"{len(info.tools)} tools from {settings.mcp_server_url}"
         )
         if settings.dashboard_url:

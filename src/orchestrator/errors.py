@@ -1,7 +1,8 @@
 """Turn whatever went wrong into one line a person can act on: the cause and the fix.
 
-Classification keys on exception types and HTTP status codes, never on message text, which
-changes between Ollama releases.
+Classification keys on exception types and HTTP status codes. Message text is read only to tell
+apart what one status means (Ollama's 400 for "does not support tools" and 500 for a tool call it
+could not parse), and the line still names the status when the text changes.
 """
 
 from __future__ import annotations
@@ -134,6 +135,9 @@ def from_ollama_status(status: int, detail: str, *, host: str, model: str) -> Us
             "the turn was stopped; ask again, or use a model with reliable tool calling",
             ExitCode.TURN_FAILED,
         )
+    if status < 0:  # an error Ollama reported inside a streamed reply (status -1 in the client)
+        return UserError(f"Ollama at {host} stopped the reply with an error: {detail.strip()[:200]}",
+                         ExitCode.TURN_FAILED)  # fmt: skip
     return UserError(f"Ollama at {host} answered {status}: {detail.strip()[:200]}", ExitCode.TURN_FAILED)
 
 

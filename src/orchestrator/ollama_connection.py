@@ -33,20 +33,28 @@ async def wait_until_reachable(client: ollama.AsyncClient, settings: Settings, r
         try:
             response = await client._client.get("/api/version", timeout=5.0)
             if response.status_code in (401, 403):
-                raise from_ollama_status(response.status_code, "", host=settings.ollama_host, model="")
+                raise from_ollama_status(response.status_code, "", host=settings.ollama_shown, model="")
             response.raise_for_status()
-            return str(response.json().get("version", "unknown"))
+            try:
+                return str(response.json()["version"])
+            except (ValueError, KeyError, TypeError):
+                # Something answers, but not Ollama (a proxy's login page, another service).
+                raise UserError(
+                    f"{settings.ollama_shown} answers, but not as Ollama does (no version on /api/version); "
+                    "check OLLAMA_HOST",
+                    ExitCode.OLLAMA_UNREACHABLE,
+                ) from None
         except (httpx.TransportError, httpx.HTTPStatusError) as error:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise UserError(
-                    f"cannot reach Ollama at {settings.ollama_host} ({_reason(error)}); check that it is "
+                    f"cannot reach Ollama at {settings.ollama_shown} ({_reason(error)}); check that it is "
                     "running and that OLLAMA_HOST points to it",
                     ExitCode.OLLAMA_UNREACHABLE,
                 ) from None
             if not announced:
                 report(
-                    f"waiting for Ollama at {settings.ollama_host} ({_reason(error)}); "
+                    f"waiting for Ollama at {settings.ollama_shown} ({_reason(error)}); "
                     f"retrying for up to {settings.connect_wait:.0f} s"
                 )
                 announced = True

@@ -1,6 +1,7 @@
 """The interactive terminal: line editing and history, live agent output, slash commands.
 
-Ctrl-C cancels the turn in progress and keeps the session; Ctrl-D (or /quit) leaves.
+Ctrl-C cancels whatever is running (a turn or a command) and keeps the session; Ctrl-D (or /quit)
+leaves; SIGTERM (docker stop) leaves promptly, even from an idle prompt.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 from .render import TurnPrinter
@@ -23,6 +26,8 @@ Commands:
   /quit          leave (Ctrl-D does the same)
 Ctrl-C stops the answer in progress; the session goes on."""
 
+Reader = Callable[[], Awaitable[str | None]]
+
 
 def history_path() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -33,91 +38,109 @@ class Repl:
     def __init__(self, planner: TravelPlanner, printer: TurnPrinter) -> None:
         self.planner = planner
         self.printer = printer
-        self._turn: asyncio.Task[TurnRecord] | None = None
-        self._main: asyncio.Task[object] | None = None
+        self._busy: asyncio.Task[Any] | None = None
+        self._main: asyncio.Task[Any] | None = None
         self._stop = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._terminate)
         self._main = asyncio.current_task()
-        read = self._prompt_reader()
+        read = await self._reader()
         try:
             while not self._stop:
+                loop.add_signal_handler(signal.SIGINT, self._interrupt)  # piped input: Ctrl-C is a signal
                 try:
                     line = await read()
                 except KeyboardInterrupt:  # Ctrl-C at the prompt: clear the line, keep going
                     continue
                 except EOFError:  # Ctrl-D
                     break
+                finally:
+                    # prompt_toolkit takes SIGINT over while it prompts (Ctrl-C is a key there) and,
+                    # when the prompt ends, leaves Python's default handler behind: take it back.
+                    loop.add_signal_handler(signal.SIGINT, self._interrupt)
                 if line is None:
                     break
                 line = line.strip()
-                if not line:
-                    continue
-                if line.startswith("/"):
-                    await self._command(line)
-                else:
-                    await self._ask(line)
+                if line:
+                    await self._cancellable(self._command(line) if line.startswith("/") else self._ask(line))
         except asyncio.CancelledError:
             if not self._stop:
                 raise
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGINT)
         self.printer.info("bye")
         return 0
 
-    def _prompt_reader(self):
+    async def _reader(self) -> Reader:
         if sys.stdin.isatty() and sys.stdout.isatty():
-            from prompt_toolkit import PromptSession
-            from prompt_toolkit.history import FileHistory, InMemoryHistory
+            return self._prompt_toolkit_reader()
+        return await self._pipe_reader()
 
-            path = history_path()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                history = FileHistory(str(path))
-            except OSError:  # a read-only home (container): keep history for this session only
-                history = InMemoryHistory()
-            session: PromptSession[str] = PromptSession(history=history)
+    def _prompt_toolkit_reader(self) -> Reader:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-            async def read() -> str | None:
-                return await session.prompt_async("you> ")
+        path = history_path()
+        history: History
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            history = FileHistory(str(path))
+        except OSError:  # a read-only home: keep history for this session only
+            history = InMemoryHistory()
+        session: Any = PromptSession(history=history)
 
-            return read
+        async def read() -> str | None:
+            return await session.prompt_async("you> ")
 
-        async def read_plain() -> str | None:  # piped input: one request per line
+        return read
+
+    async def _pipe_reader(self) -> Reader:
+        """Piped input, one request per line, read by the event loop so SIGTERM never waits on it."""
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), sys.stdin)
+        except (ValueError, OSError):  # a regular file: reading it never blocks for long
+            stream = None  # type: ignore[assignment]
+
+        async def read() -> str | None:
             sys.stdout.write("you> ")
             sys.stdout.flush()
-            line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+            if stream is None:
+                line = sys.stdin.readline()
+            else:
+                line = (await stream.readline()).decode(errors="replace")
             return line if line else None
 
-        return read_plain
+        return read
+
+    async def _cancellable(self, work: Coroutine[Any, Any, None]) -> None:
+        self._busy = asyncio.create_task(work)
+        try:
+            await self._busy
+        except asyncio.CancelledError:
+            if self._stop:
+                raise
+            self.printer.error("stopped; the conversation keeps what was said before")
+        finally:
+            self._busy = None
 
     def _interrupt(self) -> None:
-        if self._turn is not None and not self._turn.done():
-            self._turn.cancel()
+        if self._busy is not None and not self._busy.done():
+            self._busy.cancel()
 
     def _terminate(self) -> None:
-        """SIGTERM (docker stop): stop the turn and leave promptly, even from the prompt."""
+        """SIGTERM (docker stop): stop what runs and leave promptly, even from the prompt."""
         self._stop = True
         self._interrupt()
         if self._main is not None:
             self._main.cancel()
 
     async def _ask(self, text: str) -> None:
-        loop = asyncio.get_running_loop()
-        self._turn = asyncio.create_task(self.planner.run_turn(text, self.printer))
-        # Ctrl-C during a turn cancels only that turn. Installed per turn: prompt_toolkit removes
-        # any SIGINT handler when a prompt ends (it reads Ctrl-C as a key while prompting).
-        loop.add_signal_handler(signal.SIGINT, self._interrupt)
-        try:
-            record = await self._turn
-        except asyncio.CancelledError:
-            self.printer.error("stopped; the conversation keeps what was said before this question")
-            return
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            self._turn = None
+        record = await self.planner.run_turn(text, self.printer)
         if record.ok:
             self.printer.info(summary(record))
         else:
@@ -160,9 +183,10 @@ class Repl:
 
 
 def summary(record: TurnRecord) -> str:
-    data = record.to_json()
-    usage = data["usage"]
+    usage = record.to_json()["usage"]
+    limited = [a.name for a in record.agents if a.hit_tool_limit]
+    note = f", tool limit reached by {', '.join(limited)}" if limited else ""
     return (
         f"[{len(record.agents)} agents, {len(record.tool_calls)} tool calls, "
-        f"{usage['input_tokens']}+{usage['output_tokens']} tokens, {record.total_s:.1f} s]"
+        f"{usage['input_tokens']}+{usage['output_tokens']} tokens, {record.total_s:.1f} s{note}]"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -22,15 +23,33 @@ def _host_url(value: str) -> str:
         raise ValueError("is empty; give a URL such as http://ollama:11434")
     if "://" not in value:
         value = "http://" + value
-    scheme, _, rest = value.partition("://")
+    scheme = value.split("://", 1)[0]
     if scheme not in ("http", "https"):
         raise ValueError(f"scheme {scheme!r} is not supported; use http:// or https://")
-    host = rest.split("/", 1)[0]
-    if not host or " " in rest:
+    try:
+        url = httpx.URL(value)
+        port = url.port  # raises for a port that is not a number
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise ValueError("is not a URL; give one such as http://ollama:11434") from None
+    if not url.host or " " in value:
         raise ValueError("is not a URL; give one such as http://ollama:11434")
-    if host.rsplit(":", 1)[-1] == host or host.endswith("]"):
-        host += ":443" if scheme == "https" else ":11434"
-    return f"{scheme}://{host}" + ("/" + rest.split("/", 1)[1] if "/" in rest else "")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    if port is None:
+        url = url.copy_with(port=443 if scheme == "https" else 11434)
+    return str(url).rstrip("/")
+
+
+def without_credentials(url: str) -> str:
+    """The URL as it may be shown: a user:password part is replaced by '***'."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(userinfo=b"***")) if parsed.userinfo else url
+
+
+def _ascii(value: str, what: str) -> str:
+    if not value.isascii() or any(ch in value for ch in "\r\n"):
+        raise ValueError(f"{what} must be plain ASCII on one line (HTTP headers cannot carry other characters)")
+    return value
 
 
 class Settings(BaseSettings):
@@ -59,7 +78,7 @@ class Settings(BaseSettings):
 
     # --- MCP tool server -------------------------------------------------------------------------
     mcp_server_url: str = Field("http://mcp-server:8090/mcp", validation_alias="MCP_SERVER_URL")
-    mcp_timeout: float = Field(30.0, gt=0, le=600, validation_alias="MCP_TIMEOUT")
+    mcp_timeout: int = Field(30, ge=1, le=600, validation_alias="MCP_TIMEOUT")  # whole seconds, as MCP takes it
 
     # --- Agents ----------------------------------------------------------------------------------
     max_tool_rounds: int = Field(6, ge=1, le=40, validation_alias="AGENT_MAX_TOOL_ROUNDS")
@@ -67,7 +86,7 @@ class Settings(BaseSettings):
 
     # --- Telemetry (standard OpenTelemetry names) ------------------------------------------------
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
-    otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
+    otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf", "http/json"] = Field(
         "grpc", validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL"
     )
     otel_exporter_otlp_headers: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_HEADERS")
@@ -101,14 +120,26 @@ class Settings(BaseSettings):
             name, sep, content = item.partition("=")
             if not sep or not re.match(r"^[A-Za-z0-9-]+$", name.strip()):
                 raise ValueError("must look like 'Header-Name=value,Other=value'")
-            headers[name.strip()] = content.strip()
+            headers[name.strip()] = _ascii(content.strip(), "a header value")
         return headers
+
+    @field_validator("ollama_api_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _ascii(value.get_secret_value(), "the key")
+        return value
 
     @model_validator(mode="after")
     def _auth(self) -> Settings:
         if self.ollama_api_key and any(k.lower() == "authorization" for k in self.ollama_headers):
             raise ValueError("set OLLAMA_API_KEY or an Authorization header in OLLAMA_HEADERS, not both")
         return self
+
+    @property
+    def ollama_shown(self) -> str:
+        """OLLAMA_HOST as messages show it, without any user:password."""
+        return without_credentials(self.ollama_host)
 
     def ollama_request_headers(self) -> dict[str, str]:
         headers = dict(self.ollama_headers)
@@ -125,6 +156,9 @@ class Settings(BaseSettings):
             "temperature": self.temperature,
             "max_tokens": self.max_output_tokens,
         }
+
+
+SECRET_VARIABLES = {"OLLAMA_API_KEY", "OLLAMA_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"}
 
 
 class SettingsError(Exception):
@@ -150,6 +184,8 @@ def load_settings(**overrides: Any) -> Settings:
         if not first["loc"]:
             raise SettingsError(f"invalid settings: {message}") from None
         given = first.get("input")
-        if isinstance(given, str) and len(given) > 80:
+        if _env_name(first["loc"]) in SECRET_VARIABLES:
+            given = "***"  # never repeat a secret, not even a malformed one
+        elif isinstance(given, str) and len(given) > 80:
             given = given[:77] + "..."
         raise SettingsError(f"invalid setting {_env_name(first['loc'])}={given!r}: {message}") from None

@@ -65,7 +65,7 @@ def _connection_lost(error: BaseException) -> bool:
 class ToolServer:
     """Owns the MCP session. Connects lazily, so a dead server does not stop the REPL."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: int) -> None:
         self.url = url
         self.timeout = timeout
         self._mcp: MCPStreamableHTTPTool | None = None
@@ -84,7 +84,7 @@ class ToolServer:
         mcp = MCPStreamableHTTPTool(
             name="travel-tools",
             url=self.url,
-            request_timeout=int(self.timeout),
+            request_timeout=self.timeout,
             load_prompts=False,
         )
         try:

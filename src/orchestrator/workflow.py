@@ -24,6 +24,7 @@ from .settings import Settings
 from .tool_server import CallLog, ToolCall, ToolServer, current_log
 
 logger = logging.getLogger(__name__)
+MAX_CALLS_PER_ROUND = 4
 AGENT_NAMES = tuple(spec.name for spec in PIPELINE)
 TITLES = {spec.name: spec.title for spec in PIPELINE}
 
@@ -83,6 +84,8 @@ class AgentRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     model_s: float = 0.0  # Ollama's own total_duration, summed over this agent's model calls
+    tool_rounds: int = 0  # model calls that asked for tools
+    hit_tool_limit: bool = False  # AGENT_MAX_TOOL_ROUNDS stopped its tool loop
     started_s: float = 0.0
     duration_s: float = 0.0
     first_token_s: float | None = None
@@ -161,11 +164,12 @@ class TravelPlanner:
 
     async def __aexit__(self, *_: object) -> None:
         await self.tools.close()
+        await self.ollama._client.aclose()
 
     async def start(self, report: Callable[[str], None], *, require_tools: bool) -> StartInfo:
         """Check every dependency once, so problems show before the first question, not after."""
         version = await wait_until_reachable(self.ollama, self.settings, report)
-        info = await check_model(self.ollama, self.model, self.settings.ollama_host)
+        info = await check_model(self.ollama, self.model, self.settings.ollama_shown)
         try:
             tools = [tool.name for tool in await self.tools.connect()]
         except UserError as error:
@@ -176,7 +180,7 @@ class TravelPlanner:
         return StartInfo(version, info, tools)
 
     async def use_model(self, name: str) -> ModelInfo:
-        info = await check_model(self.ollama, name, self.settings.ollama_host)
+        info = await check_model(self.ollama, name, self.settings.ollama_shown)
         self.model = name
         return info
 
@@ -189,7 +193,12 @@ class TravelPlanner:
             model=self.model,
             function_invocation_configuration=FunctionInvocationConfiguration(
                 max_iterations=self.settings.max_tool_rounds,
+                # Parallel calls count too: a model asking for 50 lookups at once is cut off.
+                max_function_calls=self.settings.max_tool_rounds * MAX_CALLS_PER_ROUND,
                 max_consecutive_errors_per_request=3,
+                # The tool server is ours and its errors say how to fix the call ("Closest known
+                # names: Lisbon"); without this the model only reads "Error: Function failed.".
+                include_detailed_errors=True,
             ),
         )
 
@@ -211,7 +220,7 @@ class TravelPlanner:
         except Exception as error:  # every failure becomes one explained line
             logger.debug("turn failed", exc_info=True)  # the full story for --verbose
             explained = explain(
-                error, host=self.settings.ollama_host, model=self.model, mcp_url=self.settings.mcp_server_url
+                error, host=self.settings.ollama_shown, model=self.model, mcp_url=self.settings.mcp_server_url
             )
             record.error, record.exit_code = explained.message, explained.code
             if explained.code == ExitCode.MCP_UNREACHABLE:
@@ -251,6 +260,7 @@ class TravelPlanner:
         results_seen: dict[str, int] = {}
         invented: dict[str, ToolCall] = {}  # call_id -> a call to a tool that does not exist
         invented_ids: set[int] = set()
+        asked_for_tools: set[str] = set()  # agents whose current model call asked for tools
         conversation = [*self.history, Message("user", [prompt])]
 
         async for event in workflow.run(conversation, stream=True):
@@ -274,6 +284,7 @@ class TravelPlanner:
                         on_event(TextDelta(agent, content.text))
                     elif content.type == "function_call":
                         name, arguments = content.name or "?", _arguments(content.arguments)
+                        asked_for_tools.add(agent)
                         on_event(ToolStarted(agent, name, arguments))
                         if name not in offered.get(agent, ()):
                             # The framework answers the model with an error; the middleware never sees it.
@@ -299,9 +310,16 @@ class TravelPlanner:
                         # The final chunk of Ollama's reply reports how long the server worked on it.
                         nanoseconds = getattr(content.raw_representation, "total_duration", None) or 0
                         current.model_s += nanoseconds / 1e9
+                        if agent in asked_for_tools:
+                            asked_for_tools.discard(agent)
+                            current.tool_rounds += 1
             elif event.type == "executor_completed" and agent in by_name:
                 current = by_name[agent]
                 current.duration_s = now - current.started_s
+                if current.tool_rounds >= self.settings.max_tool_rounds:
+                    current.hit_tool_limit = True
+                    on_event(Notice(f"{agent} reached the limit of {self.settings.max_tool_rounds} tool rounds "
+                                    "(AGENT_MAX_TOOL_ROUNDS) and had to answer with what it had"))  # fmt: skip
                 if not current.output.strip():
                     on_event(Notice(f"{agent} returned an empty reply (model {self.model})"))
                 on_event(AgentFinished(agent, current.output))

@@ -10,7 +10,6 @@ Exit codes: 0 after SIGTERM/SIGINT, 1 for a configuration error or a port that c
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -18,52 +17,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .config import (
-    ALLOW_ANONYMOUS,
-    CONFIG_FILE_PATH,
-    FRONTEND_URLS,
-    OTLP_GRPC_URL,
-    OTLP_HTTP_URL,
-    ConfigError,
-    Settings,
-    load_configuration,
-    parse_command_line,
-    resolve_settings,
-)
+from .config import ConfigError, Settings, command_line_settings, load_configuration, resolve_settings
 from .server import StartupError, configure_logging, serve
 
 log = logging.getLogger("Aspire.Dashboard.DashboardWebApplication")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dashboard_standin",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--frontend-url", help="UI endpoint(s), ';'-separated (default http://+:18888); port 0 = free")
-    parser.add_argument("--otlp-grpc-url", help="OTLP/gRPC endpoint (default http://+:18889)")
-    parser.add_argument("--otlp-http-url", help="OTLP/HTTP endpoint (default http://+:18890)")
-    parser.add_argument("--allow-anonymous", action="store_true", help="no browser token, no OTLP API key")
-    parser.add_argument("--config-file-path", help="a JSON configuration file (appsettings format)")
-    return parser
-
-
-def command_line_settings(argv: Sequence[str]) -> dict[str, str]:
-    args, rest = build_parser().parse_known_args(argv)
-    values = parse_command_line(rest)
-    # The CLI options are shorthands for the dashboard's own settings.
-    for option, keys in (
-        (args.frontend_url, FRONTEND_URLS),
-        (args.otlp_grpc_url, OTLP_GRPC_URL),
-        (args.otlp_http_url, OTLP_HTTP_URL),
-        (args.config_file_path, CONFIG_FILE_PATH),
-    ):
-        if option:
-            values[keys[0]] = option
-    if args.allow_anonymous:
-        values[ALLOW_ANONYMOUS[0]] = "true"
-    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:

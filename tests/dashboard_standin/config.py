@@ -14,6 +14,7 @@ image sets (ASPNETCORE_URLS=http://+:18888, ...OTLP_ENDPOINT_URL=http://+:18889,
 
 from __future__ import annotations
 
+import argparse
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,7 +27,11 @@ from urllib.parse import urlsplit
 # Aliases the dashboard copies onto its options (PostConfigureDashboardOptions). The ASPIRE_ names
 # are current; the DOTNET_ ones are the legacy spellings that the container image itself still sets.
 FRONTEND_URLS = ("ASPNETCORE_URLS", "Dashboard:Frontend:EndpointUrls")
-OTLP_GRPC_URL = ("ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL", "DOTNET_DASHBOARD_OTLP_ENDPOINT_URL", "Dashboard:Otlp:GrpcEndpointUrl")
+OTLP_GRPC_URL = (
+    "ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL",
+    "DOTNET_DASHBOARD_OTLP_ENDPOINT_URL",
+    "Dashboard:Otlp:GrpcEndpointUrl",
+)
 OTLP_HTTP_URL = (
     "ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL",
     "DOTNET_DASHBOARD_OTLP_HTTP_ENDPOINT_URL",
@@ -44,6 +49,9 @@ MAX_TRACE_COUNT = "Dashboard:TelemetryLimits:MaxTraceCount"
 MAX_METRICS_COUNT = "Dashboard:TelemetryLimits:MaxMetricsCount"
 APPLICATION_NAME = "Dashboard:ApplicationName"
 LOG_LEVEL = "Logging:LogLevel:Default"
+# The stand-in's own switch (no dashboard has it): take OTLP/JSON as dashboards from 13.x do.
+# Off by default, because the pinned dashboard (9.x) answers OTLP/JSON with 415.
+ACCEPT_JSON = "Standin:Otlp:AcceptJson"
 
 # The container image's ENV (dotnet/dotnet-docker src/aspire-dashboard/*/Dockerfile).
 DEFAULT_FRONTEND_URL = "http://+:18888"
@@ -136,6 +144,37 @@ def parse_command_line(args: Sequence[str]) -> dict[str, str]:
     return values
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboard_standin",
+        description="Run the Aspire dashboard stand-in. Other --Key=Value arguments are dashboard settings.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--frontend-url", help="UI endpoint(s), ';'-separated (default http://+:18888); port 0 = free")
+    parser.add_argument("--otlp-grpc-url", help="OTLP/gRPC endpoint (default http://+:18889)")
+    parser.add_argument("--otlp-http-url", help="OTLP/HTTP endpoint (default http://+:18890)")
+    parser.add_argument("--allow-anonymous", action="store_true", help="no browser token, no OTLP API key")
+    parser.add_argument("--config-file-path", help="a JSON configuration file (appsettings format)")
+    return parser
+
+
+def command_line_settings(argv: Sequence[str]) -> dict[str, str]:
+    args, rest = build_parser().parse_known_args(argv)
+    values = parse_command_line(rest)
+    # The CLI options are shorthands for the dashboard's own settings.
+    for option, keys in (
+        (args.frontend_url, FRONTEND_URLS),
+        (args.otlp_grpc_url, OTLP_GRPC_URL),
+        (args.otlp_http_url, OTLP_HTTP_URL),
+        (args.config_file_path, CONFIG_FILE_PATH),
+    ):
+        if option:
+            values[keys[0]] = option
+    if args.allow_anonymous:
+        values[ALLOW_ANONYMOUS[0]] = "true"
+    return values
+
+
 def flatten_json(data: object, prefix: str = "") -> dict[str, str]:
     """appsettings-style JSON to colon keys, the way AddJsonFile does (arrays get index keys)."""
     out: dict[str, str] = {}
@@ -154,9 +193,9 @@ def flatten_json(data: object, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def load_configuration(environ: Mapping[str, str], command_line: Mapping[str, str] = {}) -> Configuration:  # noqa: B006
+def load_configuration(environ: Mapping[str, str], command_line: Mapping[str, str] | None = None) -> Configuration:
     """Environment, then command line, then the optional JSON file, as the dashboard layers them."""
-    config = Configuration([environ, command_line])
+    config = Configuration([environ, command_line or {}])
     path = config.get(*CONFIG_FILE_PATH)
     if path:
         try:
@@ -222,6 +261,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     application_name: str = "Aspire"
     log_level: str = "Information"
+    accept_json: bool = False
 
     def api_keys(self) -> tuple[str, ...]:
         return tuple(key for key in (self.primary_api_key, self.secondary_api_key) if key)
@@ -261,9 +301,10 @@ def resolve_settings(config: Configuration, *, generate_token: bool = True) -> S
     errors: list[str] = []
     try:
         anonymous = bool(config.get_bool(*ALLOW_ANONYMOUS))
+        accept_json = bool(config.get_bool(ACCEPT_JSON))
     except ConfigError as exc:
         errors.extend(exc.messages)
-        anonymous = False
+        anonymous = accept_json = False
 
     frontend_mode: FrontendAuthMode | None
     otlp_mode: OtlpAuthMode | None
@@ -272,7 +313,9 @@ def resolve_settings(config: Configuration, *, generate_token: bool = True) -> S
         frontend_mode, otlp_mode = FrontendAuthMode.UNSECURED, OtlpAuthMode.UNSECURED
     else:
         raw = config.get(FRONTEND_AUTH_MODE)
-        frontend_mode = _enum(FrontendAuthMode, raw, FRONTEND_AUTH_MODE, errors) if raw else FrontendAuthMode.BROWSER_TOKEN
+        frontend_mode = (
+            _enum(FrontendAuthMode, raw, FRONTEND_AUTH_MODE, errors) if raw else FrontendAuthMode.BROWSER_TOKEN
+        )
         raw = config.get(OTLP_AUTH_MODE)
         otlp_mode = _enum(OtlpAuthMode, raw, OTLP_AUTH_MODE, errors) if raw else OtlpAuthMode.UNSECURED
 
@@ -323,4 +366,5 @@ def resolve_settings(config: Configuration, *, generate_token: bool = True) -> S
         limits=limits,
         application_name=config.get(APPLICATION_NAME) or "Aspire",
         log_level=config.get(LOG_LEVEL) or "Information",
+        accept_json=accept_json,
     )

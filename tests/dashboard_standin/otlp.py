@@ -4,8 +4,9 @@ Both answer the way the dashboard does (Aspire.Dashboard/Otlp, Authentication/Ot
 * In ApiKey mode every request needs exactly one `x-otlp-api-key` header equal to the primary or
   the secondary key. The dashboard's auth handler then challenges: HTTP 401 with an empty body,
   which a gRPC client sees as UNAUTHENTICATED. Rejections are counted in the store.
-* OTLP/HTTP takes application/x-protobuf (and application/json, as current dashboards do) and
-  answers 415 with {"code": 15, "message": ...} for any other content type; bodies over 4 MiB get 400.
+* OTLP/HTTP takes application/x-protobuf and answers 415 with {"code": 15, "message": ...} for any
+  other content type, application/json included, as dashboards before 13.x do (the compose file
+  pins 9.x). Standin:Otlp:AcceptJson=true takes OTLP/JSON as newer ones do. Bodies over 4 MiB: 400.
 * A successful export answers with the empty Export*ServiceResponse, in the request's encoding.
 """
 
@@ -68,7 +69,7 @@ class ApiKeyCheck:
             return f"Multiple '{API_KEY_HEADER}' headers in request."
         offered = values[0].encode()
         # Compare with every key, not stopping early, so timing says nothing about which matched.
-        if not any([hmac.compare_digest(key, offered) for key in self._keys]):  # noqa: C419
+        if not any([hmac.compare_digest(key, offered) for key in self._keys]):
             return f"Incoming API key from '{API_KEY_HEADER}' header doesn't match configured API key."
         return None
 
@@ -80,7 +81,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, store: TelemetryStore) -> None:
         self._store = store
 
-    async def Export(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def Export(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         self._store.add_traces(request, "grpc")
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -89,7 +90,7 @@ class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, store: TelemetryStore) -> None:
         self._store = store
 
-    async def Export(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def Export(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         self._store.add_metrics(request, "grpc")
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -98,7 +99,7 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
     def __init__(self, store: TelemetryStore) -> None:
         self._store = store
 
-    async def Export(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+    async def Export(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         self._store.add_logs(request, "grpc")
         return logs_service_pb2.ExportLogsServiceResponse()
 
@@ -171,8 +172,9 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_otlp_http_app(settings: Settings, store: TelemetryStore, *, accept_json: bool = True) -> Starlette:
+def create_otlp_http_app(settings: Settings, store: TelemetryStore) -> Starlette:
     check = ApiKeyCheck(settings)
+    accept_json = settings.accept_json
 
     def endpoint(signal: str) -> Callable[[Request], Awaitable[Response]]:
         request_type, response_type = MESSAGES[signal]

@@ -98,7 +98,11 @@ def span_json(span: trace_pb2.Span, resource: _ResourceInfo, scope: Json) -> Jso
             for event in span.events
         ],
         "links": [
-            {"trace_id": hex_id(link.trace_id), "span_id": hex_id(link.span_id), "attributes": attributes(link.attributes)}
+            {
+                "trace_id": hex_id(link.trace_id),
+                "span_id": hex_id(link.span_id),
+                "attributes": attributes(link.attributes),
+            }
             for link in span.links
         ],
         "status": {

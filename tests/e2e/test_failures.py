@@ -91,7 +91,7 @@ def test_a_tool_that_does_not_exist_is_recorded_and_the_turn_goes_on(run_main):
     assert "does not exist" in bogus[0]["error"]
 
 
-def test_a_tool_loop_that_never_ends_is_bounded(run_main):
+def test_a_tool_loop_that_never_ends_is_bounded_and_reported(run_main):
     started = time.monotonic()
     run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-loop", AGENT_MAX_TOOL_ROUNDS="3")
     assert time.monotonic() - started < 60
@@ -100,6 +100,43 @@ def test_a_tool_loop_that_never_ends_is_bounded(run_main):
     for call in run.json()["tool_calls"]:
         per_agent[call["agent"]] = per_agent.get(call["agent"], 0) + 1
     assert per_agent["Researcher"] == 3  # AGENT_MAX_TOOL_ROUNDS rounds of one call each
+    researcher = run.json()["agents"][0]
+    assert researcher["hit_tool_limit"] is True and researcher["tool_rounds"] == 3
+
+
+def test_the_tool_limit_is_shown_while_it_happens(run_main):
+    run = run_main("--prompt", TRIP, "--model", "misbehave-loop", AGENT_MAX_TOOL_ROUNDS="2")
+    assert "Researcher reached the limit of 2 tool rounds (AGENT_MAX_TOOL_ROUNDS)" in run.stderr
+
+
+def test_the_model_reads_the_tool_servers_own_error(run_main):
+    # A misspelt city: the tool's error names the close match, and the model must get to read it.
+    run = run_main("--prompt", "3 days in Lisbn in May", "--json")
+    researcher = run.json()["agents"][0]["output"]
+    assert "Unknown city 'Lisbn'" in researcher and "Closest known names: Lisbon" in researcher
+
+
+def test_something_that_is_not_ollama_at_ollama_host(run_main, tmp_path):
+    # A web server answering 200 with a page, as a proxy's login page would.
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "version").write_text("<html>please log in</html>")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(1)
+        run = run_main("--prompt", TRIP, OLLAMA_HOST=f"http://127.0.0.1:{port}")
+    finally:
+        server.terminate()
+    assert run.code == 3
+    assert_one_clear_line(run.stderr, "answers, but not as Ollama does", "OLLAMA_HOST")
+
+
+def test_credentials_in_ollama_host_stay_out_of_messages(run_main):
+    run = run_main("--prompt", TRIP, OLLAMA_HOST=f"http://user:s3cret@127.0.0.1:{free_port()}",
+                   OLLAMA_CONNECT_WAIT="0.5")  # fmt: skip
+    assert run.code == 3
+    assert "s3cret" not in run.stderr and "***" in run.stderr
 
 
 def test_an_empty_reply_is_reported(run_main):

@@ -67,4 +67,5 @@ def test_model_id_alias_and_model_flag(run_main):
     assert run.code == 0, run.stderr
     assert run.json()["model"] == "llama3.2:3b"
     run = run_main("--prompt", "3 days in Nairobi in August", "--json", "--model", "qwen2.5:7b")
+    assert run.code == 0, run.stderr
     assert run.json()["model"] == "qwen2.5:7b"

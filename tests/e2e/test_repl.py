@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import pexpect
 import pytest
@@ -73,8 +74,12 @@ def test_ctrl_c_cancels_the_turn_and_keeps_the_session(tools, tmp_path):
         child.expect_exact("stopped")
         child.expect_exact(PROMPT)
         assert "Day 1" not in child.before
-        # the session is alive: a command answers at once
+        # the session is alive: a command answers at once, and the next question gets its plan
         assert "model: qwen2.5:7b" in ask(child, "/model")
+        child.sendline("2 days in Madrid in April")
+        child.expect_exact("\r\n")
+        child.expect_exact(PROMPT, timeout=180)
+        assert "Day 2 (Madrid)" in child.before, child.before
         child.sendcontrol("d")  # Ctrl-D leaves cleanly
         child.expect(pexpect.EOF)
         child.close()
@@ -134,3 +139,24 @@ def test_ollama_restarting_between_turns_is_waited_for(tools, tmp_path):
         assert "Day 3 (Lima)" in child.before and "April highs" in child.before, child.before
     child.sendline("/quit")
     child.expect(pexpect.EOF)
+
+
+def test_sigterm_at_an_idle_piped_prompt_exits_promptly(repl_env, tmp_path):
+    # `docker run -i` without -t: stdin is a pipe. `docker stop` must not end in SIGKILL.
+    import signal
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, str(ROOT / "main.py")], env=repl_env, cwd=tmp_path,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        seen = b""
+        while b"you>" not in seen and time.monotonic() < deadline:
+            seen += child.stdout.read1(4096)
+        assert b"you>" in seen
+        started = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=5) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        child.kill()

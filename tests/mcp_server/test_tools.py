@@ -193,3 +193,37 @@ async def test_wrong_argument_types_are_one_line_tool_errors(client):
 async def test_results_are_json_text_too_for_clients_without_structured_output(client):
     result = await client.call_tool("get_destination", {"city": "Nairobi"})
     assert json.loads(result.content[0].text)["currency_code"] == "KES"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("get_climate", {"city": "Lisbon", "month": "²"}, "is not a month"),  # not an ASCII digit
+        ("get_climate", {"city": "Lisbon", "month": "١٢"}, "is not a month"),
+        ("get_climate", {"city": "Lisbon", "month": 10**4000}, "is out of range"),
+        ("get_climate", {"city": "Lisbon", "month": True}, "Invalid arguments for get_climate"),
+        ("get_climate", {"city": "Lisbon", "end_date": ""}, "needs a start_date"),
+        ("get_climate", {"city": "Lisbon", "month": 5, "start_date": ""}, "not both"),
+        ("time_difference", {"from_city": "Paris", "to_city": "Rome", "date": ""}, "date is empty"),
+        ("time_difference", {"from_city": "Paris", "to_city": "Rome", "date": "0001-01-01"}, "from 1900 to 2100"),
+        ("time_difference", {"from_city": "Paris", "to_city": "Atlantis"}, "Unknown city 'Atlantis'"),
+        ("travel_distance", {"from_city": "", "to_city": "Rome"}, "from_city is empty"),
+        ("travel_distance", {"from_city": "Paris", "to_city": "Rmoe"}, "Closest known names: Rome"),
+        ("list_destinations", {"country": "Narnia"}, "No cities known in country 'Narnia'"),
+        ("get_destination", {"city": "東京"}, "Call list_destinations"),
+    ],
+)
+async def test_more_bad_arguments_are_clear_tool_errors(client, tool, arguments, expected):
+    message = await error_of(client, tool, **arguments)
+    assert expected in message
+    assert len(message) < 300
+
+
+async def test_a_name_with_nothing_latin_gets_no_misleading_suggestions(client):
+    assert "Closest known names" not in await error_of(client, "get_destination", city="東京")
+
+
+async def test_country_filter_lists_that_countrys_cities(client):
+    japan = await call(client, "list_destinations", country="JP")
+    assert "Tokyo, Japan" in japan["cities"] and "Kyoto, Japan" in japan["cities"]
+    assert all(label.endswith(", Japan") for label in japan["cities"])

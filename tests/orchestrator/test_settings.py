@@ -32,7 +32,7 @@ def test_one_context_size_for_every_request():
     [
         ("ollama:11434", "http://ollama:11434"),
         ("localhost", "http://localhost:11434"),
-        ("https://gpu.example.org", "https://gpu.example.org:443"),
+        ("https://gpu.example.org", "https://gpu.example.org"),
         ("http://10.0.0.5:8080/", "http://10.0.0.5:8080"),
     ],
 )
@@ -68,7 +68,7 @@ def test_bearer_token_and_headers_for_a_remote_ollama(monkeypatch):
         ("OLLAMA_NUM_CTX", "12", "invalid setting OLLAMA_NUM_CTX='12': Input should be greater than or equal to 512"),
         ("OLLAMA_HOST", "gopher://x", "invalid setting OLLAMA_HOST='gopher://x': scheme 'gopher' is not supported"),
         ("OLLAMA_KEEP_ALIVE", "soon", "invalid setting OLLAMA_KEEP_ALIVE='soon': is not a duration"),
-        ("OLLAMA_HEADERS", "no-equals", "invalid setting OLLAMA_HEADERS='no-equals': must look like"),
+        ("OLLAMA_HEADERS", "no-equals", "invalid setting OLLAMA_HEADERS='***': must look like"),
         ("OLLAMA_MODEL", "", "invalid setting OLLAMA_MODEL='': String should have at least 1 character"),
         ("AGENT_MAX_TOOL_ROUNDS", "0", "invalid setting AGENT_MAX_TOOL_ROUNDS='0'"),
         (
@@ -91,3 +91,34 @@ def test_a_huge_value_is_shortened_in_the_message(monkeypatch):
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ollama:abc", "is not a URL"),
+        ("http://ollama:99999", "out of range"),
+        ("http://[::1", "is not a URL"),
+    ],
+)
+def test_ollama_host_that_cannot_work_is_refused_at_start(monkeypatch, value, message):
+    monkeypatch.setenv("OLLAMA_HOST", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "value"), [("OLLAMA_HEADERS", "X-A=café"), ("OLLAMA_API_KEY", "tök€n")])
+def test_header_values_must_be_plain_ascii(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "plain ASCII" in str(caught.value)
+    assert value not in str(caught.value)  # secrets (and header values) are never echoed
+
+
+def test_credentials_in_ollama_host_are_never_shown(monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", "https://user:s3cret@gpu.example.org")
+    settings = load_settings()
+    assert "s3cret" in settings.ollama_host  # the client needs them
+    assert "s3cret" not in settings.ollama_shown and "***" in settings.ollama_shown

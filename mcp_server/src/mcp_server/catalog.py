@@ -91,11 +91,14 @@ class Catalog:
         raise UnknownCityError(query, self.suggest(name))
 
     def suggest(self, query: str, limit: int = 5) -> list[str]:
+        key = fold(query)
+        if len(key) < 2:  # nothing Latin to compare ("東京", punctuation): no guesses beat bad ones
+            return []
         names = {fold(c.name): c.name for c in self.cities}
-        close = difflib.get_close_matches(fold(query), list(names), n=limit, cutoff=0.6)
-        if not close:  # a prefix is a good hint for a truncated or partial name
-            close = [key for key in names if key.startswith(fold(query)[:3])][:limit]
-        return [names[key] for key in close]
+        close = difflib.get_close_matches(key, list(names), n=limit, cutoff=0.6)
+        if not close and len(key) >= 3:  # a prefix is a good hint for a truncated name
+            close = [name for name in names if name.startswith(key[:3])][:limit]
+        return [names[name] for name in close]
 
 
 def _load_json(name: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastmcp.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from ..catalog import MONTHS, MonthClimate, load_catalog
 from . import inputs
@@ -110,7 +110,8 @@ def _months_between(start: dt.date, end: dt.date) -> list[int]:
 
 def get_climate(
     city: CityName,
-    month: Annotated[int | str | None, Field(description="Month as 1-12 or a name ('May')")] = None,
+    # Strict: a JSON true must not become January.
+    month: Annotated[StrictInt | StrictStr | None, Field(description="Month as 1-12 or a name ('May')")] = None,
     start_date: Annotated[str | None, Field(description="First travel day, YYYY-MM-DD")] = None,
     end_date: Annotated[str | None, Field(description="Last travel day, YYYY-MM-DD")] = None,
 ) -> ClimateReport:
@@ -118,18 +119,21 @@ def get_climate(
     plain-language summary with packing advice, for one month or every month a date range spans.
     These are long-term averages, not a forecast."""
     place = inputs.city(city)
-    if month is not None and (start_date or end_date):
+    # `is not None`, not truthiness: an empty string is a mistake to report, not "not given".
+    if month is not None and (start_date is not None or end_date is not None):
         raise ToolError("Give either month, or start_date and end_date, not both.")
     if month is not None:
         numbers = [inputs.month(month)]
-    elif start_date:
+    elif start_date is not None:
         start = inputs.date(start_date, "start_date")
-        end = inputs.date(end_date, "end_date") if end_date else start
+        end = inputs.date(end_date, "end_date") if end_date is not None else start
         if end < start:
             raise ToolError(f"end_date {end} is before start_date {start}.")
         if (end - start).days > MAX_RANGE_DAYS:
             raise ToolError(f"The date range spans {(end - start).days} days; at most {MAX_RANGE_DAYS} are accepted.")
         numbers = _months_between(start, end)
+    elif end_date is not None:
+        raise ToolError("end_date needs a start_date (YYYY-MM-DD).")
     else:
         raise ToolError("Give a month (1-12 or a name such as 'May'), or start_date and end_date (YYYY-MM-DD).")
     normals = [place.climate[n - 1] for n in numbers]

@@ -92,7 +92,7 @@ def time_difference(
 ) -> TimeDifference:
     """Local time difference between two cities on a date (daylight saving time included)."""
     a, b = inputs.city(from_city, "from_city"), inputs.city(to_city, "to_city")
-    day = inputs.date(date, "date") if date else dt.date.today()
+    day = inputs.date(date, "date") if date is not None else dt.date.today()
     off_a, off_b = _offset_hours(a.timezone, day), _offset_hours(b.timezone, day)
     diff = off_b - off_a
     if diff == 0:
@@ -118,7 +118,7 @@ def rates_date() -> dt.date:
 
 
 def _currency(value: object, field: str) -> str:
-    code = inputs.text(value, field).upper()
+    code = inputs.text(value, field, example="'EUR'").upper()
     known = _converter().currencies
     if code not in known:
         # Pre-euro and other retired codes stay in the table for history; don't offer them.
