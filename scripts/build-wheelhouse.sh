@@ -7,9 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-wheels}"
 mkdir -p "$dir"
+if python3 -m pip --version >/dev/null 2>&1; then
+  pip=(python3 -m pip)
+elif command -v uvx >/dev/null 2>&1; then
+  pip=(uvx --from pip pip)  # a uv-made venv has no pip of its own
+else
+  echo "error: pip is needed (python3 -m pip, or uv's uvx)" >&2
+  exit 2
+fi
 for requirements in requirements/*.txt; do
   echo "downloading wheels for $requirements" >&2
-  python3 -m pip download --quiet --disable-pip-version-check --require-hashes --only-binary=:all: \
+  "${pip[@]}" download --quiet --disable-pip-version-check --require-hashes --only-binary=:all: \
     --implementation cp --python-version 3.13 --abi cp313 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --platform linux_x86_64 \

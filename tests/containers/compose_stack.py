@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from containers.docker_host import ROOT
+from service_processes import free_port
 from testcontainers.compose import DockerCompose
 
 
@@ -77,8 +78,12 @@ class Stack:
 
 
 def make_stack(env_file: Path, *, files: list[str], profiles: list[str]) -> Stack:
-    compose = ProjectCompose(
-        context=ROOT, compose_file_name=files, profiles=profiles, env_file=str(env_file), wait=True
-    )
-    compose.project = f"oa-test-{uuid.uuid4().hex[:8]}"
+    """A new project (its own containers, volumes and networks) from the session's env file, with
+    a dashboard port of its own so that several stacks can run side by side."""
+    project = f"oa-test-{uuid.uuid4().hex[:8]}"
+    own = env_file.with_name(f"{project}.env")
+    lines = [line for line in env_file.read_text().splitlines() if not line.startswith("DASHBOARD_PORT=")]
+    own.write_text("\n".join([*lines, f"DASHBOARD_PORT={free_port()}"]) + "\n")
+    compose = ProjectCompose(context=ROOT, compose_file_name=files, profiles=profiles, env_file=str(own), wait=True)
+    compose.project = project
     return Stack(compose)

@@ -6,6 +6,7 @@ import httpx
 import ollama
 import pytest
 from agent_framework.exceptions import ChatClientException, ToolException
+
 from orchestrator.errors import ExitCode, UserError, explain
 
 HOST, MODEL, MCP = "http://ollama:11434", "qwen2.5:7b", "http://mcp-server:8090/mcp"
