@@ -15,7 +15,8 @@ COPY wheels/ /tmp/wheels/
 # Every package is pinned with its hash in requirements/ (exported from uv.lock).
 RUN python3 -m venv /opt/venv \
  && if [ "$WHEELS" = offline ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
- && /opt/venv/bin/pip install --require-hashes "$@" -r /tmp/requirements.txt
+ && /opt/venv/bin/pip install --require-hashes "$@" -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip
 COPY pyproject.toml main.py /app/
 COPY src/ /app/src/
 # Compiled once here: the root filesystem may be read-only at run time, and start-up is faster.

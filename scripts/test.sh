@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: scripts/test.sh [pytest args...]
-# Installs the locked dependencies (uv, then `uv sync --locked`) and runs the test suite.
-# Needs Python 3.11-3.13; Node.js/npx for the MCP Inspector test. Nothing else.
+# Installs what the tests need (uv and the locked dependencies; as root also Node.js and, for the
+# container tier, Docker) and runs the whole suite. Needs only Python 3.11-3.13 to begin with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,12 @@ if ! command -v uv >/dev/null 2>&1; then
   echo "installing uv (the project's package manager) with pip..." >&2
   python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
   export PATH="$HOME/.local/bin:$PATH"
+fi
+
+# The MCP Inspector test runs a client none of us wrote, with npx.
+if ! command -v npx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Node.js (npx) for the MCP Inspector test..." >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 
 uv sync --locked --quiet

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    from .telemetry import configure
+
+    stop_telemetry = configure(settings)
     try:
         if args.prompt:
             return asyncio.run(one_shot(settings, args.prompt, as_json=args.json))
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
         print(f"error: unexpected {type(error).__name__}: {error} (run with -v for details)", file=sys.stderr)
         return ExitCode.TURN_FAILED
+    finally:
+        stop_telemetry()  # flush what is buffered, within the exporters' timeout
 
 
 async def one_shot(settings, prompt: str, *, as_json: bool) -> int:

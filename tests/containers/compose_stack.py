@@ -28,6 +28,7 @@ class ProjectCompose(DockerCompose):
 @dataclass
 class Stack:
     compose: ProjectCompose
+    env: dict[str, str]
 
     @property
     def project(self) -> str:
@@ -86,4 +87,5 @@ def make_stack(env_file: Path, *, files: list[str], profiles: list[str]) -> Stac
     own.write_text("\n".join([*lines, f"DASHBOARD_PORT={free_port()}"]) + "\n")
     compose = ProjectCompose(context=ROOT, compose_file_name=files, profiles=profiles, env_file=str(own), wait=True)
     compose.project = project
-    return Stack(compose)
+    env = dict(line.split("=", 1) for line in own.read_text().splitlines() if "=" in line)
+    return Stack(compose, env)

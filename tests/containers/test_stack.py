@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 
+import httpx
 import pexpect
 import pytest
 from containers.compose_stack import make_stack
@@ -35,6 +36,18 @@ def test_one_shot_plan_over_service_dns_uses_the_tools(stack):
     assert {"get_destination", "get_climate", "convert_currency"} <= set(names)
     assert all(call["ok"] for call in report["tool_calls"])
     assert "(EUR)" in report["plan"] and "Day 3 (Lisbon)" in report["plan"]
+
+
+def test_the_dashboard_receives_the_plans_telemetry_over_service_dns(stack):
+    code, _report, stderr = stack.plan("2 days in Rome in May")
+    assert code == 0, stderr
+    url = f"http://127.0.0.1:{stack.env['DASHBOARD_PORT']}/api/telemetry?t={stack.env['DASHBOARD_TOKEN']}"
+    telemetry = httpx.get(url, timeout=10).json()
+    orchestrator = [s for s in telemetry["spans"] if s["service"] == "orchestrator"]
+    names = {s["name"] for s in orchestrator}
+    assert {"invoke_agent Researcher", "invoke_agent Weather", "invoke_agent Planner"} <= names
+    assert "chat phi4-mini" in names and "execute_tool get_climate" in names
+    assert telemetry["rejected"] == 0  # the services send the API key the dashboard requires
 
 
 def test_seeding_is_idempotent(stack):
