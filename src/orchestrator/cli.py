@@ -12,6 +12,7 @@ from . import __version__
 from .errors import ExitCode, UserError
 from .render import TurnPrinter
 from .settings import SettingsError, load_settings
+from .telemetry import trace_link
 
 EPILOG = """environment (also read from .env):
   OLLAMA_HOST          Ollama URL (default http://ollama:11434)
@@ -50,15 +51,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def configure_logging(verbose: bool) -> None:
+    """INFO and up reach the telemetry pipeline (when export is on); the terminal shows them only
+    with -v. Every failure the user must know about is explained on screen anyway, so the
+    framework's own error logs would only repeat it as noise."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.addHandler(console)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Every failure the user must know about is explained on screen; the framework's own error
-    # logs would repeat it as noise, so they show only with --verbose.
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.CRITICAL,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     try:
         settings = load_settings(**({"ollama_model": args.model} if args.model else {}))
     except SettingsError as error:
@@ -95,8 +102,12 @@ async def one_shot(settings, prompt: str, *, as_json: bool) -> int:
         record = await planner.run_turn(prompt, progress if not as_json else (lambda _event: None))
     if as_json:
         print(json.dumps(record.to_json(), ensure_ascii=False, indent=2))
-    elif record.ok:
-        print(record.plan)
+    else:
+        if record.ok:
+            print(record.plan)
+        if record.trace_id:
+            link = trace_link(settings.dashboard_url, record.trace_id) or record.trace_id
+            print(f"trace: {link}", file=sys.stderr)
     if not record.ok:
         print(f"error: {record.error}", file=sys.stderr)
     return int(record.exit_code)

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import UserError
 from .render import TurnPrinter
+from .telemetry import trace_link
 from .workflow import TravelPlanner, TurnRecord
 
 HELP = """Ask for a trip, e.g. "4 days in Lisbon in May, I fly from London with 800 GBP".
@@ -23,6 +24,7 @@ Commands:
   /help          this text
   /reset         start a new conversation (forget earlier turns)
   /model [NAME]  show the model, or switch to NAME (it must be pulled in Ollama)
+  /trace         the last turn's trace in the dashboard
   /quit          leave (Ctrl-D does the same)
 Ctrl-C stops the answer in progress; the session goes on."""
 
@@ -39,6 +41,7 @@ class Repl:
         self.planner = planner
         self.printer = printer
         self._busy: asyncio.Task[Any] | None = None
+        self._last_trace: str | None = None
         self._main: asyncio.Task[Any] | None = None
         self._stop = False
 
@@ -145,6 +148,16 @@ class Repl:
             self.printer.info(summary(record))
         else:
             self.printer.error(record.error or "the turn failed")
+        if record.trace_id:  # telemetry is on
+            self._last_trace = record.trace_id
+            self._show_trace()
+
+    def _show_trace(self) -> None:
+        if self._last_trace is None:
+            self.printer.info("no trace yet (telemetry is on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+            return
+        link = trace_link(self.planner.settings.dashboard_url, self._last_trace)
+        self.printer.info(f"trace {self._last_trace}" + (f": {link}" if link else ""))
 
     async def _command(self, line: str) -> None:
         name, _, argument = line.partition(" ")
@@ -158,6 +171,8 @@ class Repl:
             self.printer.info("new conversation: earlier turns are forgotten")
         elif name == "/model":
             await self._model(argument)
+        elif name == "/trace":
+            self._show_trace()
         else:
             self.printer.error(f"unknown command {name}; type /help")
 

@@ -16,11 +16,13 @@ from typing import Any
 from agent_framework import AgentResponseUpdate, FunctionInvocationConfiguration, Message
 from agent_framework.ollama import OllamaChatClient
 from agent_framework.orchestrations import SequentialBuilder
+from opentelemetry.trace import StatusCode
 
 from .agents import PIPELINE, build_agents
 from .errors import ExitCode, UserError, explain
 from .ollama_connection import ModelInfo, check_model, make_client, wait_until_reachable
 from .settings import Settings
+from .telemetry import trace_id_of, turn_span
 from .tool_server import CallLog, ToolCall, ToolServer, current_log
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ class TurnRecord:
     first_token_s: float | None = None
     error: str | None = None
     exit_code: int = ExitCode.OK
+    trace_id: str | None = None  # the turn's trace in the dashboard, when telemetry is on
 
     @property
     def ok(self) -> bool:
@@ -120,6 +123,7 @@ class TurnRecord:
             "ok": self.ok,
             "error": self.error,
             "exit_code": int(self.exit_code),
+            "trace_id": self.trace_id,
             "model": self.model,
             "prompt": self.prompt,
             "plan": self.plan,
@@ -207,6 +211,21 @@ class TravelPlanner:
 
         Cancellation (Ctrl-C) propagates, after the record of what ran so far is kept.
         """
+        with turn_span(prompt, self.model) as span:
+            record = await self._turn(prompt, on_event)
+            record.trace_id = trace_id_of(span)
+            span.set_attribute("travel.ok", record.ok)
+            if not record.ok:
+                span.set_status(StatusCode.ERROR, record.error)
+            logger.info(
+                "turn %s: %d agents, %d tool calls, %d output tokens, %.2f s",
+                "finished" if record.ok else f"failed ({record.error})",
+                len(record.agents), len(record.tool_calls), sum(a.output_tokens for a in record.agents),
+                record.total_s,
+            )  # fmt: skip
+        return record
+
+    async def _turn(self, prompt: str, on_event: Callable[[TurnEvent], None]) -> TurnRecord:
         record = TurnRecord(prompt=prompt, model=self.model)
         log = CallLog()
         token = current_log.set(log)

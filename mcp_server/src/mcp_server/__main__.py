@@ -9,24 +9,32 @@ from .settings import load_settings
 
 def main() -> None:
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .server import (  # after settings: a bad setting must not wait for the data
-        TOOLS,
-        build_app,
-        build_server,
-    )
-
-    mcp = build_server()
-    logging.getLogger("mcp_server").info(
-        "serving %d tools on http://%s:%d%s", len(TOOLS), settings.host, settings.port, settings.path
-    )
+    # The console shows MCP_LOG_LEVEL and up; the telemetry pipeline gets INFO and up regardless.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().handlers[0].setLevel(settings.log_level.upper())
+    # After the settings: a bad setting must not wait for the data or the exporters to load.
     import uvicorn
 
-    app = build_app(mcp, settings.path, settings.allowed_hosts)
-    # uvicorn stops on SIGTERM: in-flight calls get a few seconds, then the process exits.
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), timeout_graceful_shutdown=5
-    )
+    from .server import TOOLS, build_app, build_server
+    from .telemetry import configure
+
+    stop_telemetry = configure()  # before the server: its meters bind to the real provider
+    try:
+        mcp = build_server()
+        logging.getLogger("mcp_server").info(
+            "serving %d tools on http://%s:%d%s", len(TOOLS), settings.host, settings.port, settings.path
+        )
+        app = build_app(mcp, settings.path, settings.allowed_hosts)
+        # uvicorn stops on SIGTERM: in-flight calls get a few seconds, then the process exits.
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        stop_telemetry()  # flush what is buffered (bounded by the exporters' timeout)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .catalog import load_catalog
+from .telemetry import ToolMetrics, traceparent_from_header
 from .tools import climate, destinations, planning
 
 # Every tool only reads data shipped with the server: safe to retry, nothing leaves the machine.
@@ -54,6 +55,7 @@ def build_server() -> FastMCP:
         instructions="Offline travel data: destination facts, climate normals (not forecasts), "
         "distances, time differences and currency conversion from shipped tables.",
     )
+    mcp.add_middleware(ToolMetrics())
     mcp.add_middleware(OneLineArgumentErrors())
     for fn in TOOLS:
         mcp.tool(fn, annotations=READ_ONLY)
@@ -73,7 +75,9 @@ def build_app(mcp: FastMCP, path: str, allowed_hosts: list[str]) -> ASGIApp:
     FastMCP's Host guard is off by default; it is on here, answering only the service names.
     Kubernetes probes address the pod by IP, so /health (which reveals nothing) bypasses it.
     """
-    guarded = mcp.http_app(path=path, transport="http", host_origin_protection=True, allowed_hosts=allowed_hosts)
+    guarded = traceparent_from_header(
+        mcp.http_app(path=path, transport="http", host_origin_protection=True, allowed_hosts=allowed_hosts)
+    )
     open_routes = mcp.http_app(path=path, transport="http", host_origin_protection=False)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

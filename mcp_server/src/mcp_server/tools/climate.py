@@ -9,6 +9,7 @@ from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from ..catalog import MONTHS, MonthClimate, load_catalog
+from ..telemetry import annotate
 from . import inputs
 from .destinations import CityName
 
@@ -136,6 +137,7 @@ def get_climate(
         raise ToolError("end_date needs a start_date (YYYY-MM-DD).")
     else:
         raise ToolError("Give a month (1-12 or a name such as 'May'), or start_date and end_date (YYYY-MM-DD).")
+    annotate(city=place.name, month=numbers[0], months=len(numbers))
     normals = [place.climate[n - 1] for n in numbers]
     months = [_month(n, c) for n, c in zip(numbers, normals, strict=True)]
     if len(months) == 1:

@@ -8,6 +8,7 @@ from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from ..catalog import City, fold, load_catalog
+from ..telemetry import annotate
 from . import inputs
 
 CityName = Annotated[str, Field(description="City name, optionally with its country: 'Lisbon' or 'Paris, France'.")]
@@ -67,7 +68,9 @@ def describe(city: City) -> Destination:
 def get_destination(city: CityName) -> Destination:
     """Facts about a destination city: country, region, languages, currency, time zone,
     coordinates and a few points of interest. Answers from data shipped with the server."""
-    return describe(inputs.city(city))
+    place = inputs.city(city)
+    annotate(city=place.name, country=place.country_code)
+    return describe(place)
 
 
 def list_destinations(
@@ -89,4 +92,5 @@ def list_destinations(
         cities = [c for c in cities if wanted in (fold(c.country), fold(c.country_code))]
         if not cities:
             raise ToolError(f"No cities known in country {country!r}; try list_destinations() without filters.")
+    annotate(continent=continent, country=country, results=len(cities))
     return DestinationList(count=len(cities), cities=[c.label for c in cities])

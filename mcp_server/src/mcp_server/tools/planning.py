@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from ..telemetry import annotate
 from . import inputs
 from .destinations import CityName
 
@@ -64,6 +65,7 @@ def travel_distance(from_city: CityName, to_city: CityName) -> TravelEstimate:
     otherwise a flight including airport time)."""
     a, b = inputs.city(from_city, "from_city"), inputs.city(to_city, "to_city")
     km = _haversine_km(a.latitude, a.longitude, b.latitude, b.longitude)
+    annotate(from_city=a.name, to_city=b.name, distance_km=round(km))
     if km <= FLY_ABOVE_KM:
         mode, hours = "ground", km * GROUND_DETOUR / GROUND_KMH
     else:
@@ -95,6 +97,7 @@ def time_difference(
     day = inputs.date(date, "date") if date is not None else dt.date.today()
     off_a, off_b = _offset_hours(a.timezone, day), _offset_hours(b.timezone, day)
     diff = off_b - off_a
+    annotate(from_city=a.name, to_city=b.name, difference_hours=diff)
     if diff == 0:
         summary = f"{b.name} and {a.name} keep the same time on {day}."
     else:
@@ -140,6 +143,7 @@ def convert_currency(
     value = inputs.amount(amount)
     source, target = _currency(from_currency, "from_currency"), _currency(to_currency, "to_currency")
     when = rates_date()
+    annotate(from_currency=source, to_currency=target, rate_date=when.isoformat())
     try:
         converted = _converter().convert(value, source, target, date=when)
     except Exception as error:  # currency_converter raises RateNotFoundError for retired currencies

@@ -1,0 +1,191 @@
+"""Telemetry of the tool server: spans in the caller's trace, per-tool metrics, logs with trace ids.
+
+Export is on when OTEL_EXPORTER_OTLP_ENDPOINT is set; the standard OTEL_* variables choose the
+protocol and headers (the dashboard's API key). FastMCP opens a span for every tools/call, parented
+on the trace context the client put in the request's `_meta`; the tools add what they looked up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastmcp.server.middleware import Middleware, MiddlewareContext
+from opentelemetry import metrics, trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__
+
+logger = logging.getLogger("mcp_server.tools")
+EXPORT_TIMEOUT_S = 5.0
+
+
+def annotate(**attributes: Any) -> None:
+    """Add what a tool looked up to its span (`travel.city`, `travel.months`, ...)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({f"travel.{key}": value for key, value in attributes.items() if value is not None})
+
+
+class ToolMetrics(Middleware):
+    """Calls, errors and duration per tool, and one log line per call (inside the call's span, so
+    the log record carries the trace id)."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("mcp_server")
+        self.calls = meter.create_counter("mcp_server.tool.calls", description="Tool calls")
+        self.errors = meter.create_counter("mcp_server.tool.errors", description="Tool calls that failed")
+        self.duration = meter.create_histogram("mcp_server.tool.duration", unit="s", description="Tool call time")
+
+    async def on_call_tool(self, context: MiddlewareContext, call_next):  # type: ignore[override]
+        tool = context.message.name
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await call_next(context)
+        except Exception as error:
+            outcome = type(error).__name__
+            self.errors.add(1, {"tool": tool, "error": outcome})
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            self.calls.add(1, {"tool": tool})
+            self.duration.record(seconds, {"tool": tool})
+            logger.info("%s %s: %s in %.1f ms", tool, _short(context.message.arguments), outcome, seconds * 1000)
+
+
+def _short(arguments: dict[str, Any] | None) -> str:
+    text = json.dumps(arguments or {}, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def traceparent_from_header(app: ASGIApp) -> ASGIApp:
+    """Honour a W3C `traceparent` HTTP header from clients that do not put it in `_meta`.
+
+    FastMCP joins the caller's trace from the JSON-RPC request's `params._meta.traceparent`; a
+    client that only sends the header is given the same treatment by copying it there.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        header = _header(scope, b"traceparent") if scope["type"] == "http" and scope["method"] == "POST" else None
+        if header is None:
+            await app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        body = _with_meta(body, header)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await app(scope, replay, send)
+
+    return wrapped
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _with_meta(body: bytes, traceparent: str) -> bytes:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return body  # not ours to judge: the MCP layer answers with its own error
+    if not isinstance(request, dict) or not isinstance(request.get("params"), dict):
+        return body
+    meta = request["params"].setdefault("_meta", {})
+    if isinstance(meta, dict) and "traceparent" not in meta:
+        meta["traceparent"] = traceparent
+        return json.dumps(request).encode()
+    return body
+
+
+class _OneWarning(logging.Handler):
+    """The exporters log every failed batch; a person needs to hear it once."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.told = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.told:
+            self.told = True
+            endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+            print(
+                f"mcp-server: warning: telemetry export to {endpoint} is failing ({record.getMessage()[:160]}); "
+                "the tools work without it",
+                file=sys.stderr,
+            )
+
+
+def configure() -> Callable[[], None]:
+    """Set up export if OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the flush-and-stop function."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return lambda: None
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    span_exporter, metric_exporter, log_exporter = _exporters()
+    resource = Resource.create(
+        {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", "mcp-server"), SERVICE_VERSION: __version__}
+    )
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    trace.set_tracer_provider(tracer_provider)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(metric_exporter)])
+    metrics.set_meter_provider(meter_provider)
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+    set_logger_provider(logger_provider)
+    logging.getLogger("mcp_server").addHandler(LoggingHandler(logger_provider=logger_provider))
+    # Export failures: one line on stderr, never a log record to export (that would loop).
+    otel_logs = logging.getLogger("opentelemetry")
+    otel_logs.propagate = False
+    otel_logs.addHandler(_OneWarning())
+
+    def shutdown() -> None:
+        for provider in (tracer_provider, meter_provider, logger_provider):
+            provider.shutdown()
+
+    return shutdown
+
+
+def _exporters() -> tuple[Any, Any, Any]:
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:  # http/protobuf; the exporters read the endpoint and headers from the environment
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return (
+        OTLPSpanExporter(timeout=EXPORT_TIMEOUT_S),
+        OTLPMetricExporter(timeout=EXPORT_TIMEOUT_S),
+        OTLPLogExporter(timeout=EXPORT_TIMEOUT_S),
+    )
