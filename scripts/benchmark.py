@@ -9,6 +9,8 @@ Three measurements, each against its target:
   2. throughput: streamed tokens per second the orchestrator consumes with the stand-in at full
      speed and long replies. Target: at least 5,000 tokens/s, so it never limits a GPU.
   3. start-up: time from launching `python main.py` to its prompt. Target: under 2 s.
+  4. telemetry: one plan's turn time with OTLP export to the dashboard stand-in, against without.
+     Target: under 3 %.
 
 Everything runs on this machine: the stand-in and the tool server as real processes on loopback.
 """
@@ -100,6 +102,32 @@ def measure_throughput(tmp: Path, tools, runs: int, words: int) -> dict:
     }
 
 
+def measure_telemetry_cost(tmp: Path, tools, runs: int, rate: float) -> dict:
+    """Turn time of `main.py --prompt --json` with export off and on (to the dashboard stand-in)."""
+    import subprocess
+
+    from dashboard_standin.testing import run_process as run_dashboard
+
+    def turn_seconds(env: dict[str, str]) -> float:
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--prompt", TRIP, "--json"],
+                              capture_output=True, text=True, env=env, cwd=tmp, timeout=300, check=True)  # fmt: skip
+        return json.loads(done.stdout)["timings"]["total_s"]
+
+    with (
+        ollama_standin(tmp, "--models", "qwen2.5:7b", "--tokens-per-second", str(rate)) as standin,
+        run_dashboard() as dashboard,
+    ):
+        off = stack_env(standin, tools)
+        on = {**off, "OTEL_EXPORTER_OTLP_ENDPOINT": dashboard.otlp_grpc_endpoint,
+              "OTEL_EXPORTER_OTLP_HEADERS": f"x-otlp-api-key={dashboard.api_key}"}  # fmt: skip
+        turn_seconds(off)
+        # alternate, so drift on a busy machine falls on both sides alike
+        pairs = [(turn_seconds(off), turn_seconds(on)) for _ in range(runs)]
+    off_s = statistics.median(p[0] for p in pairs)
+    on_s = statistics.median(p[1] for p in pairs)
+    return {"runs": runs, "off_s_median": off_s, "on_s_median": on_s, "cost_pct": 100 * (on_s - off_s) / off_s}
+
+
 def measure_startup(tmp: Path, tools, runs: int) -> dict:
     import pexpect
 
@@ -133,8 +161,10 @@ def main() -> int:
             throughput = measure_throughput(tmp, tools, args.runs, args.pad_words)
             print("measuring start-up time...", file=sys.stderr)
             startup = measure_startup(tmp, tools, args.runs)
+            print("measuring the cost of telemetry...", file=sys.stderr)
+            telemetry = measure_telemetry_cost(tmp, tools, args.runs, args.rate)
 
-    report = {"overhead": overhead, "throughput": throughput, "startup": startup}
+    report = {"overhead": overhead, "throughput": throughput, "startup": startup, "telemetry": telemetry}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -158,6 +188,11 @@ def main() -> int:
     print(
         f"{'start to prompt (median)':<34}{startup['seconds_median']:>20.2f} s   < 2 s  "
         f"{verdict[startup['seconds_median'] < 2]}"
+    )
+    print(
+        f"{'telemetry cost on one plan':<34}{telemetry['cost_pct']:>20.2f} %   < 3 %  "
+        f"{verdict[telemetry['cost_pct'] < 3]}  (turn {telemetry['off_s_median']:.2f} s off, "
+        f"{telemetry['on_s_median']:.2f} s on)"
     )
     return 0
 

@@ -38,15 +38,23 @@ def test_one_shot_plan_over_service_dns_uses_the_tools(stack):
     assert "(EUR)" in report["plan"] and "Day 3 (Lisbon)" in report["plan"]
 
 
-def test_the_dashboard_receives_the_plans_telemetry_over_service_dns(stack):
-    code, _report, stderr = stack.plan("2 days in Rome in May")
+def test_the_dashboard_receives_one_trace_per_turn_over_service_dns(stack):
+    code, report, stderr = stack.plan("2 days in Rome in May")
     assert code == 0, stderr
     url = f"http://127.0.0.1:{stack.env['DASHBOARD_PORT']}/api/telemetry?t={stack.env['DASHBOARD_TOKEN']}"
-    telemetry = httpx.get(url, timeout=10).json()
-    orchestrator = [s for s in telemetry["spans"] if s["service"] == "orchestrator"]
-    names = {s["name"] for s in orchestrator}
-    assert {"invoke_agent Researcher", "invoke_agent Weather", "invoke_agent Planner"} <= names
+    deadline = time.monotonic() + 20
+    while True:  # the tool server exports in batches, a moment after the orchestrator has exited
+        telemetry = httpx.get(url, timeout=10).json()
+        spans = [s for s in telemetry["spans"] if s["trace_id"] == report["trace_id"]]
+        if {"orchestrator", "mcp-server"} <= {s["service"] for s in spans} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    by_id = {s["span_id"]: s for s in spans}
+    names = {s["name"] for s in spans}
+    assert {"travel_plan", "invoke_agent Researcher", "invoke_agent Weather", "invoke_agent Planner"} <= names
     assert "chat phi4-mini" in names and "execute_tool get_climate" in names
+    climate = next(s for s in spans if s["service"] == "mcp-server" and s["name"] == "tools/call get_climate")
+    assert by_id[climate["parent_span_id"]]["service"] == "orchestrator"
     assert telemetry["rejected"] == 0  # the services send the API key the dashboard requires
 
 
