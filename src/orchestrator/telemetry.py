@@ -58,7 +58,7 @@ class _OneWarning(logging.Handler):
         if self.told:
             return
         self.told = True
-        reason = record.getMessage().splitlines()[0][:160]
+        reason = record.getMessage().splitlines()[0][:160].rstrip("; .")
         hint = " (check OTLP_API_KEY)" if "UNAUTHENTICATED" in reason or "401" in reason else ""
         print(
             f"warning: telemetry export to {self.endpoint} is failing{hint}: {reason}; answers are not affected",

@@ -130,7 +130,7 @@ class _OneWarning(logging.Handler):
             self.told = True
             endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
             print(
-                f"mcp-server: warning: telemetry export to {endpoint} is failing ({record.getMessage()[:160]}); "
+                f"mcp-server: warning: telemetry export to {endpoint} is failing ({record.getMessage()[:160].rstrip('; .')}); "
                 "the tools work without it",
                 file=sys.stderr,
             )
