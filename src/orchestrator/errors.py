@@ -63,7 +63,7 @@ def _chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
-def explain(error: BaseException, *, host: str, model: str, mcp_url: str) -> UserError:
+def explain(error: BaseException, *, host: str, model: str, mcp_url: str, offline: bool = False) -> UserError:
     """Map an exception from a turn to a UserError. Unknown errors keep their type in the message."""
     chain = _chain(error)
     for exc in chain:
@@ -71,7 +71,7 @@ def explain(error: BaseException, *, host: str, model: str, mcp_url: str) -> Use
             return exc
     for exc in chain:
         if isinstance(exc, ollama.ResponseError):
-            return from_ollama_status(exc.status_code, str(exc.error), host=host, model=model)
+            return from_ollama_status(exc.status_code, str(exc.error), host=host, model=model, offline=offline)
     for exc in chain:
         # A dropped or refused connection to Ollama (also mid-stream: RemoteProtocolError/ReadError).
         if isinstance(exc, httpx.TransportError | ConnectionError) and not _is_mcp(chain):
@@ -111,7 +111,13 @@ def explain(error: BaseException, *, host: str, model: str, mcp_url: str) -> Use
     return UserError(f"the turn failed: {type(first).__name__}: {first}".strip(), ExitCode.TURN_FAILED)
 
 
-def from_ollama_status(status: int, detail: str, *, host: str, model: str) -> UserError:
+def from_ollama_status(status: int, detail: str, *, host: str, model: str, offline: bool = False) -> UserError:
+    if status == 404 and offline:
+        return UserError(
+            f"model {model} is not available on {host}, and OFFLINE=1 means it cannot be pulled: load it with "
+            f"scripts/load-bundle.py (an offline bundle) or scripts/import-gguf.sh {model} FILE.gguf",
+            ExitCode.MODEL_UNAVAILABLE,
+        )
     if status == 404:
         return UserError(
             f"model {model} is not available on {host}; pull it with: ollama pull {model}",

@@ -70,12 +70,12 @@ class ModelInfo:
     capabilities: tuple[str, ...]
 
 
-async def check_model(client: ollama.AsyncClient, model: str, host: str) -> ModelInfo:
+async def check_model(client: ollama.AsyncClient, model: str, host: str, offline: bool = False) -> ModelInfo:
     """Fail early, with the fix, when the model is not pulled or cannot call tools."""
     try:
         shown = await client.show(model)
     except ollama.ResponseError as error:
-        raise from_ollama_status(error.status_code, str(error.error), host=host, model=model) from None
+        raise from_ollama_status(error.status_code, str(error.error), host=host, model=model, offline=offline) from None
     capabilities = tuple(shown.capabilities or ())
     # Ollama reports capabilities since 0.6; an older server says nothing, so let the first chat tell.
     if capabilities and "tools" not in capabilities:

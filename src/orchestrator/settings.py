@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     ollama_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, validation_alias="OLLAMA_HEADERS")
     request_timeout: float = Field(300.0, gt=0, le=3600, validation_alias="OLLAMA_REQUEST_TIMEOUT")
     connect_wait: float = Field(60.0, ge=0, le=3600, validation_alias="OLLAMA_CONNECT_WAIT")
+    # An air-gapped site: nothing can be pulled, so errors say how to load a model instead.
+    offline: bool = Field(False, validation_alias="OFFLINE")
 
     # --- MCP tool server -------------------------------------------------------------------------
     mcp_server_url: str = Field("http://mcp-server:8090/mcp", validation_alias="MCP_SERVER_URL")

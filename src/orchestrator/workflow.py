@@ -173,7 +173,7 @@ class TravelPlanner:
     async def start(self, report: Callable[[str], None], *, require_tools: bool) -> StartInfo:
         """Check every dependency once, so problems show before the first question, not after."""
         version = await wait_until_reachable(self.ollama, self.settings, report)
-        info = await check_model(self.ollama, self.model, self.settings.ollama_shown)
+        info = await check_model(self.ollama, self.model, self.settings.ollama_shown, self.settings.offline)
         try:
             tools = [tool.name for tool in await self.tools.connect()]
         except UserError as error:
@@ -184,7 +184,7 @@ class TravelPlanner:
         return StartInfo(version, info, tools)
 
     async def use_model(self, name: str) -> ModelInfo:
-        info = await check_model(self.ollama, name, self.settings.ollama_shown)
+        info = await check_model(self.ollama, name, self.settings.ollama_shown, self.settings.offline)
         self.model = name
         return info
 
@@ -239,7 +239,11 @@ class TravelPlanner:
         except Exception as error:  # every failure becomes one explained line
             logger.debug("turn failed", exc_info=True)  # the full story for --verbose
             explained = explain(
-                error, host=self.settings.ollama_shown, model=self.model, mcp_url=self.settings.mcp_server_url
+                error,
+                host=self.settings.ollama_shown,
+                model=self.model,
+                mcp_url=self.settings.mcp_server_url,
+                offline=self.settings.offline,
             )
             record.error, record.exit_code = explained.message, explained.code
             if explained.code == ExitCode.MCP_UNREACHABLE:

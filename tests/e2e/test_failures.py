@@ -174,3 +174,10 @@ def test_bad_arguments_exit_2(run_main):
     run = run_main("--json")
     assert run.code == 2
     assert "--json needs --prompt" in run.stderr
+
+
+def test_offline_mode_says_how_to_load_a_missing_model(run_main):
+    run = run_main("--prompt", TRIP, "--model", "llama3.1:70b", OFFLINE="1")
+    assert run.code == 4
+    assert_one_clear_line(run.stderr, "OFFLINE=1", "scripts/load-bundle.py", "scripts/import-gguf.sh llama3.1:70b")
+    assert "ollama pull" not in run.stderr

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Load an offline bundle on the machine with no network: check it, then load images and models.
+
+    python3 scripts/load-bundle.py /media/usb/offline-agents-bundle
+
+First every file is checked against manifest.json (size and sha256). A missing, truncated or
+corrupt file stops the load before anything is changed, naming the file. Then the images are
+loaded (docker load) and the models restored into the model volume (blobs first, manifests last),
+and what is now available is printed. Loading the same bundle again changes nothing.
+Needs only Python 3 and Docker. Then: OFFLINE=1 in .env, and `make up-cpu` (or --profile gpu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+MODELS_IN_VOLUME = "/root/.ollama/models"
+
+
+class BundleError(Exception):
+    """The bundle cannot be loaded; said in one line, with the file at fault."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(bundle: Path) -> dict:
+    """Check every file the manifest lists; raise on the first that is missing, short or altered."""
+    manifest_file = bundle / "manifest.json"
+    if not manifest_file.is_file():
+        raise BundleError(f"{bundle} is not a complete bundle: manifest.json is missing")
+    try:
+        manifest = json.loads(manifest_file.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError):
+        raise BundleError(f"{manifest_file} is damaged: it is not a bundle manifest") from None
+    for entry in files:
+        path = bundle / entry["path"]
+        if not path.is_file():
+            raise BundleError(f"bundle file {entry['path']} is missing: the bundle is incomplete")
+        size = path.stat().st_size
+        if size != entry["size"]:
+            raise BundleError(
+                f"bundle file {entry['path']} is truncated or altered: {size} bytes, expected {entry['size']}"
+            )
+        if sha256_of(path) != entry["sha256"]:
+            raise BundleError(f"bundle file {entry['path']} is corrupt: its sha256 does not match the manifest")
+    print(f"checked {len(files)} files ({manifest['total_bytes'] / 1e6:,.0f} MB): all intact", file=sys.stderr)
+    return manifest
+
+
+def docker(*command: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["docker", *command], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BundleError(f"docker {command[0]} failed: {(done.stderr or done.stdout).strip()[:300]}")
+    return done
+
+
+def load_images(bundle: Path, manifest: dict) -> list[str]:
+    missing = []
+    for image in manifest["images"].values():
+        present = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image["ref"]],
+                                 capture_output=True, text=True)  # fmt: skip
+        if present.returncode != 0 or present.stdout.strip() != image["id"]:
+            missing.append(image)
+    if missing:
+        print(f"loading {len(missing)} images: {', '.join(i['ref'] for i in missing)}", file=sys.stderr)
+        for archive in sorted({image["file"] for image in missing}):
+            docker("load", "-q", "-i", str(bundle / archive))
+    else:
+        print("images already loaded", file=sys.stderr)
+    return [image["ref"] for image in manifest["images"].values()]
+
+
+def restore_models(bundle: Path, manifest: dict, volume: str) -> list[str]:
+    ollama_image = manifest["images"]["OLLAMA_IMAGE"]["ref"]
+    docker("volume", "create", volume)
+    # tar keeps the archive's order: blobs land before the manifests that name them.
+    docker("run", "--rm", "--network", "none", "-v", f"{volume}:/root/.ollama",
+           "-v", f"{(bundle / 'models').resolve()}:/in:ro", "--entrypoint", "sh", ollama_image, "-c",
+           f"mkdir -p {MODELS_IN_VOLUME} && tar -C {MODELS_IN_VOLUME} -xf /in/ollama-models.tar")  # fmt: skip
+    listed = docker("run", "--rm", "--network", "none", "-v", f"{volume}:/root/.ollama:ro", "--entrypoint", "sh",
+                    ollama_image, "-c", f"cd {MODELS_IN_VOLUME}/manifests && find . -type f").stdout  # fmt: skip
+    return sorted(_model_name(line.strip()[2:]) for line in listed.splitlines() if line.strip())
+
+
+def _model_name(path: str) -> str:
+    """registry.ollama.ai/library/phi4-mini/latest -> phi4-mini:latest"""
+    parts = path.split("/")
+    host, *names, tag = parts
+    if host == "registry.ollama.ai" and names[:1] == ["library"]:
+        names = names[1:]
+    return f"{'/'.join(names)}:{tag}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", type=Path, help="the bundle folder make-bundle.py wrote")
+    parser.add_argument("--volume", default="offline-agents_ollama-models", help="the model volume to fill")
+    parser.add_argument("--verify-only", action="store_true", help="check the bundle, change nothing")
+    args = parser.parse_args(argv)
+    try:
+        manifest = verify(args.bundle)
+        if args.verify_only:
+            return 0
+        images = load_images(args.bundle, manifest)
+        models = restore_models(args.bundle, manifest, args.volume)
+    except BundleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    wanted = [model["name"] for model in manifest["models"]]
+    print("images: " + ", ".join(images))
+    print(f"models in volume {args.volume}: " + ", ".join(models))
+    print(f"this bundle's models: {', '.join(wanted)}; wheels to rebuild the images: {args.bundle / 'wheels'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
