@@ -13,25 +13,12 @@ Needs only Python 3 and Docker. Then: OFFLINE=1 in .env, and `make up-cpu` (or -
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-MODELS_IN_VOLUME = "/root/.ollama/models"
-
-
-class BundleError(Exception):
-    """The bundle cannot be loaded; said in one line, with the file at fault."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from bundle_format import MODELS_IN_VOLUME, BundleError, sha256_of  # beside this script
 
 
 def verify(bundle: Path) -> dict:

@@ -21,13 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bundle_format import MODELS_IN_VOLUME, BundleError, sha256_of  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_VARIABLES = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "PYTHON_IMAGE", "ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")
-MODELS_IN_VOLUME = "/root/.ollama/models"
-
-
-class BundleError(Exception):
-    """Something the operator must fix; said in one line."""
 
 
 def run(*command: str, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -55,14 +52,6 @@ def manifest_path(model: str) -> str:
     elif len(parts) == 2:
         parts = ["registry.ollama.ai", *parts]
     return "/".join(["manifests", *parts, tag or "latest"])
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def in_volume(image: str, volume: str, *command: str, mounts: tuple[str, ...] = ()) -> str:
