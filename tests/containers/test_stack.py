@@ -90,6 +90,17 @@ def test_the_running_stack_has_no_route_out(stack):
     assert seen.stdout.strip().count(".") == 3
 
 
+def test_the_dashboard_publishing_network_has_no_route_out_either(stack):
+    # The UI port needs a non-internal network; without IP masquerading it leads nowhere.
+    probe = (
+        "import socket, sys\n"
+        "try:\n socket.create_connection((sys.argv[1], 443), timeout=3); print('connected')\n"
+        "except OSError: print('no-route')\n"
+    )
+    out = stack.run("exec", "-T", "aspire-dashboard", "python", "-c", probe, socket.gethostbyname("pypi.org"))
+    assert out.stdout.strip() == "no-route"
+
+
 def test_the_seeding_network_is_the_only_way_out(stack):
     # The same probe from the seeding job's network resolves: proof the check above can fail.
     out = stack.run("run", "--rm", "--entrypoint", "python3", "ollama-seed", "-c",

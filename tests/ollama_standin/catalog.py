@@ -128,6 +128,13 @@ class ModelInfo:
     params: dict[str, Any] = field(default_factory=dict)
     license: str = ""
     families: tuple[str, ...] = ()
+    # Set for models made with /api/create (the catalog's own models leave them empty).
+    system: str = ""
+    licenses: tuple[str, ...] = ()  # one LICENSE command each; `license` is them joined by "\n"
+    parent_model: str = ""  # the model layer's "from": a blob path or the base model's name
+    gguf_kv: dict[str, Any] | None = None  # model_info read from an imported GGUF's header
+    messages: tuple[dict[str, Any], ...] = ()
+    created: bool = False
 
     @property
     def all_families(self) -> list[str]:
@@ -135,6 +142,8 @@ class ModelInfo:
 
     def model_info(self) -> dict[str, Any]:
         """The GGUF key/values /api/show returns under model_info (non-verbose: arrays emptied)."""
+        if self.gguf_kv is not None:
+            return dict(self.gguf_kv)
         arch = self.family
         tokenizer = "gpt2" if arch in {"qwen2", "llama", "phi3"} else "llama"
         return {

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from starlette.concurrency import run_in_threadpool
 
 from .brain import Brain
 from .catalog import ModelInfo, ModelName, catalog_info, generic_info
 from .config import StandinConfig
 from .store import ModelImage, ModelStore, build_image
+
+# Where blob paths point when there is no store directory (what Ollama's default would be).
+DEFAULT_BLOBS_DIR = "/root/.ollama/models/blobs"
 
 
 @dataclass
@@ -72,6 +82,8 @@ class StandinState:
         self.loaded: dict[str, LoadedModel] = {}
         self.request_log: list[RequestRecord] = []
         self.store = ModelStore(config.store_dir) if config.store_dir is not None else None  # type: ignore[arg-type]
+        # Without a store directory, blobs pushed to /api/blobs live here (digest -> bytes).
+        self.uploads: dict[str, bytes] = {}
         self._bootstrap()
 
     # -- installed models ------------------------------------------------------------------
@@ -80,7 +92,10 @@ class StandinState:
         if self.store is not None:
             for name, image, mtime_ns in self.store.scan():
                 known = catalog_info(name, self.config.catalog)
-                if known is not None:
+                if image.info.created:
+                    # Made with /api/create: its own layers say what it is, whatever its name.
+                    image = self._with_base_metadata(image)
+                elif known is not None:
                     # Trust the catalog for names it knows, but keep the stored manifest bytes
                     # so the digest matches the file on disk.
                     image = ModelImage(info=known, config=image.config, layers=image.layers, manifest=image.manifest)
@@ -91,6 +106,26 @@ class StandinState:
                 raise ValueError(f"invalid model name in config: {raw!r}")
             if wanted.key not in self.installed:
                 self.install(wanted)
+
+    def _with_base_metadata(self, image: ModelImage) -> ModelImage:
+        """A model derived from placeholder weights gets the base model's shape back (the
+        layer counts the KV-cache estimate of /api/ps uses are not in the config)."""
+        info = image.info
+        parent = ModelName.parse(info.parent_model) if info.parent_model else None
+        base = catalog_info(parent, self.config.catalog) if parent else None
+        if info.gguf_kv is not None or base is None or info.block_count:
+            return image
+        info = replace(
+            info,
+            parameter_count=info.parameter_count or base.parameter_count,
+            file_type=info.file_type or base.file_type,
+            block_count=base.block_count,
+            head_count=base.head_count,
+            head_count_kv=base.head_count_kv,
+            context_length=info.context_length or base.context_length,
+            embedding_length=info.embedding_length or base.embedding_length,
+        )
+        return ModelImage(info=info, config=image.config, layers=image.layers, manifest=image.manifest)
 
     def info_for(self, name: ModelName) -> ModelInfo:
         return catalog_info(name, self.config.catalog) or generic_info(name)
@@ -108,21 +143,120 @@ class StandinState:
             self.installed[name.key] = entry
         return entry
 
+    def replace_model(self, name: ModelName, image: ModelImage) -> InstalledModel:
+        """Install a created model; blobs only the previous version used are removed, as
+        CreateHandler's oldManifest.RemoveLayers() does."""
+        old = self.resolve(name)
+        entry = self.install(name, image)
+        if old is not None:
+            self._prune([blob.digest for blob in old.image.blobs()])
+        return entry
+
     def uninstall(self, entry: InstalledModel) -> None:
         with self.lock:
             self.installed.pop(entry.name.key, None)
         if self.store is not None:
             self.store.remove(entry.name)
+        else:
+            self._prune([blob.digest for blob in entry.image.blobs()])
+
+    def _prune(self, digests: list[str]) -> None:
+        if self.store is not None:
+            self.store.prune(digests)
+            return
+        with self.lock:
+            used = {blob.digest for m in self.installed.values() for blob in m.image.blobs()}
+            for digest in digests:
+                if digest not in used:
+                    self.uploads.pop(digest, None)
 
     def resolve(self, name: ModelName) -> InstalledModel | None:
         with self.lock:
             return self.installed.get(name.key)
 
+    # -- blobs -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _blob_key(digest: str) -> str:
+        """GetBlobsPath turns "sha256:x" and "sha256-x" into the same file name (case kept)."""
+        return digest.replace("-", ":", 1)
+
     def has_blob(self, digest: str) -> bool:
+        digest = self._blob_key(digest)
         if self.store is not None:
             return self.store.blob_path(digest).exists()
         with self.lock:
+            if digest in self.uploads:
+                return True
             return any(blob.digest == digest for m in self.installed.values() for blob in m.image.blobs())
+
+    def blob_location(self, digest: str) -> str:
+        """The blob's file path as Ollama would name it (errors and "from" fields show it)."""
+        file_name = digest.replace(":", "-", 1)
+        if self.store is not None:
+            return str(self.store.blobs / file_name)
+        return f"{DEFAULT_BLOBS_DIR}/{file_name}"
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """Read a blob; FileNotFoundError when there is none."""
+        digest = self._blob_key(digest)
+        if self.store is not None:
+            return self.store.blob_path(digest).open("rb")
+        with self.lock:
+            data = self.uploads.get(digest)
+            if data is None:
+                data = next(
+                    (b.content for m in self.installed.values() for b in m.image.blobs() if b.digest == digest), None
+                )
+        if data is None:
+            raise FileNotFoundError(digest)
+        return io.BytesIO(data)
+
+    async def receive_blob(self, chunks: AsyncIterator[bytes]) -> str:
+        """Store an uploaded body under its sha256 and return "sha256:<hex>" (NewLayer does
+        this before CreateBlobHandler compares digests, so a mismatch still leaves the blob)."""
+        sha = hashlib.sha256()
+        if self.store is None:
+            buffer = bytearray()
+            async for chunk in chunks:
+                sha.update(chunk)
+                buffer += chunk
+            digest = "sha256:" + sha.hexdigest()
+            with self.lock:
+                self.uploads.setdefault(digest, bytes(buffer))
+            return digest
+        handle, tmp = await run_in_threadpool(self._temp_blob)
+        try:
+            async for chunk in chunks:
+                sha.update(chunk)
+                await run_in_threadpool(handle.write, chunk)
+            digest = "sha256:" + sha.hexdigest()
+            await run_in_threadpool(self._commit_blob, handle, tmp, digest)
+            return digest
+        except BaseException:
+            await run_in_threadpool(self._discard_blob, handle, tmp)
+            raise
+
+    def _temp_blob(self) -> tuple[BinaryIO, Path]:
+        assert self.store is not None
+        self.store.blobs.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.store.blobs, prefix="sha256-")  # NewLayer's temp name
+        return os.fdopen(fd, "wb"), Path(tmp)
+
+    def _commit_blob(self, handle: BinaryIO, tmp: Path, digest: str) -> None:
+        assert self.store is not None
+        handle.close()
+        target = self.store.blob_path(digest)
+        if target.exists():
+            tmp.unlink()
+        else:
+            tmp.chmod(0o644)
+            os.replace(tmp, target)
+
+    @staticmethod
+    def _discard_blob(handle: BinaryIO, tmp: Path) -> None:
+        handle.close()
+        tmp.unlink(missing_ok=True)
 
     def is_pullable(self, name: ModelName) -> bool:
         if self.resolve(name) is not None:

@@ -129,9 +129,9 @@ class _OneWarning(logging.Handler):
         if not self.told:
             self.told = True
             endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+            reason = record.getMessage().splitlines()[0][:160].rstrip("; .")
             print(
-                f"mcp-server: warning: telemetry export to {endpoint} is failing ({record.getMessage()[:160].rstrip('; .')}); "
-                "the tools work without it",
+                f"mcp-server: warning: telemetry export to {endpoint} is failing ({reason}); the tools work without it",
                 file=sys.stderr,
             )
 
