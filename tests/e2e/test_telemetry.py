@@ -190,3 +190,36 @@ def test_the_tool_server_flushes_on_sigterm(standin, dashboard, tmp_path):
         assert tools.stop(signal.SIGTERM) < 8
     calls = [m for m in dashboard.telemetry()["metrics"] if m["name"] == "mcp_server.tool.calls"]
     assert calls, "metrics buffered in the tool server were flushed when it stopped"
+
+
+def test_a_traceparent_http_header_is_honoured(traced_tools, dashboard):
+    """A client that puts the W3C trace context only in the HTTP header, not in `_meta`."""
+    import httpx
+
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    headers = {"Accept": "application/json, text/event-stream", "traceparent": f"00-{trace_id}-{parent_id}-01"}
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}}
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+    url = traced_tools.url
+    with httpx.Client(headers=headers, timeout=10) as client:
+        session = client.post(url, json=rpc).headers.get("mcp-session-id")
+        session_headers = {"mcp-session-id": session} if session else {}
+        client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session_headers)
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "get_destination", "arguments": {"city": "Accra"}}}  # fmt: skip
+        assert client.post(url, json=call, headers=session_headers).status_code == 200
+
+    def calls(telemetry: dict) -> list[dict]:
+        return [
+            s for s in telemetry["spans"] if s["trace_id"] == trace_id and s["name"] == "tools/call get_destination"
+        ]
+
+    (span,) = calls(dashboard.wait_for(calls, 15))
+    assert span["parent_span_id"] == parent_id
+    assert span["attributes"]["travel.city"] == "Accra"
+
+
+def test_the_sensitive_data_switch_puts_prompts_in(traced_run, dashboard):
+    run = traced_run("--prompt", TRIP, "--json", ENABLE_SENSITIVE_DATA="true")
+    spans = spans_of(dashboard, json.loads(run.stdout)["trace_id"], {"orchestrator"})
+    assert any("Lisbon in May" in json.dumps(s["attributes"]) + json.dumps(s["events"]) for s in spans)
