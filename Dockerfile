@@ -30,7 +30,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/app
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
-RUN useradd --uid 10001 --user-group --create-home --home-dir /home/app --shell /usr/sbin/nologin app
+# The history volume mounts at ~/.local/state: the folder must exist and be the user's, or Docker
+# creates it root-owned and the terminal silently keeps history in memory only.
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
+ && mkdir -p /home/app/.local/state \
+ && chown -R 10001:10001 /home/app/.local
 USER 10001:10001
 WORKDIR /app
 # A terminal program, not a server: no healthcheck. It exits on Ctrl-D, /quit and SIGTERM.

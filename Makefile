@@ -5,7 +5,7 @@ SHELL := /bin/bash
 COMPOSE ?= docker compose
 PROMPT ?= 3 days in Lisbon in May
 
-.PHONY: help secrets build up-cpu up-gpu chat plan logs ps down test benchmark wheels
+.PHONY: help secrets build up-cpu up-gpu seed ollama chat plan logs ps down test benchmark wheels
 
 help: ## list the targets
 	@grep -E "^[a-z-]+:.*## " $(MAKEFILE_LIST) | sed -E "s/:.*## /\t/" | column -t -s "$$(printf "\\t")"
@@ -13,14 +13,20 @@ help: ## list the targets
 secrets: ## fill empty DASHBOARD_TOKEN and OTLP_API_KEY in .env with random values (idempotent)
 	@scripts/init-secrets.sh .env
 
-build: ## build the project images (WHEELS=offline in .env builds from ./wheels with no network)
+build: ## (re)build the project images after a code change (WHEELS=offline: from ./wheels, no network)
 	$(COMPOSE) build
 
-up-cpu: secrets ## start the stack for CPU inference; example: make up-cpu
-	$(COMPOSE) --profile cpu up -d --build --wait
+up-cpu: secrets seed ## start the stack for CPU inference; example: make up-cpu
+	$(COMPOSE) --profile cpu up -d --wait
 
-up-gpu: secrets ## start the stack on NVIDIA GPUs with GPU_MODEL from .env; example: make up-gpu
-	OLLAMA_MODEL="$$(grep -E "^GPU_MODEL=" .env | cut -d= -f2-)" $(COMPOSE) --profile gpu up -d --build --wait
+up-gpu: secrets seed ## start the stack on NVIDIA GPUs (set OLLAMA_MODEL for GPU in .env); example: make up-gpu
+	$(COMPOSE) --profile gpu up -d --wait
+
+seed: ## put the configured models into the volume, showing the download's progress
+	$(COMPOSE) run --rm ollama-seed
+
+ollama: ## run the ollama CLI in whichever Ollama variant runs; example: make ollama ARGS=ps
+	$(COMPOSE) --profile cpu --profile gpu exec $$($(COMPOSE) --profile cpu --profile gpu ps --services | grep -xE "ollama(-gpu)?" | head -1) ollama $(ARGS)
 
 chat: ## talk to the planner in this terminal; example: make chat
 	$(COMPOSE) run --rm orchestrator

@@ -25,10 +25,11 @@ done
 [ -n "$container" ] || { echo "error: no running ollama service; start the stack first (make up-cpu)" >&2; exit 3; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# A failed import must not leave a multi-GB copy in the container.
+trap 'rm -rf "$work"; docker exec "$container" rm -rf /tmp/import >/dev/null 2>&1 || true' EXIT
 {
   echo "FROM /tmp/import/model.gguf"
-  [ -n "$modelfile" ] && grep -viE '^[[:space:]]*FROM[[:space:]]' "$modelfile"
+  if [ -n "$modelfile" ]; then grep -viE '^[[:space:]]*FROM[[:space:]]' "$modelfile" || true; fi
 } >"$work/Modelfile"
 
 docker exec "$container" mkdir -p /tmp/import
@@ -36,5 +37,4 @@ docker cp "$gguf" "$container:/tmp/import/model.gguf"
 docker cp "$work/Modelfile" "$container:/tmp/import/Modelfile"
 echo "importing $gguf as $name" >&2
 docker exec "$container" ollama create "$name" -f /tmp/import/Modelfile
-docker exec "$container" rm -rf /tmp/import
 docker exec "$container" ollama list

@@ -35,12 +35,19 @@ def run(*command: str, **kwargs) -> subprocess.CompletedProcess[str]:
 
 
 def read_env(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as compose reads them: comments, blank lines and matching quotes dropped."""
     values: dict[str, str] = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#") and "=" in line:
             name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            values[name.strip()] = value
     return values
+
+
+OWN_IMAGES = ("ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")  # built here, never pulled
 
 
 def manifest_path(model: str) -> str:
@@ -69,6 +76,8 @@ def save_images(env: dict[str, str], out: Path) -> dict[str, dict[str, str]]:
         if not ref:
             raise BundleError(f"{variable} is not set in the env file")
         if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
+            if variable in OWN_IMAGES:  # a registry might hold a stranger's image of that name
+                raise BundleError(f"{ref} is not built on this machine: run `make build` first")
             print(f"pulling {ref}", file=sys.stderr)
             run("docker", "pull", ref)
         image_id = run("docker", "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
@@ -134,6 +143,27 @@ def archive_source(out: Path) -> None:
         run("tar", "-C", str(ROOT), "--exclude=.venv", "--exclude=.cache", "--exclude=wheels", "-cf", str(target), ".")
 
 
+def offline_kit(out: Path, env_file: Path) -> None:
+    """What the offline machine needs before it has the source: the loader, and the settings.
+
+    offline.env is this machine's .env with OFFLINE=1 and WHEELS=offline, and the two secrets
+    emptied (`make secrets` fills new ones there): the same images and models as the bundle.
+    """
+    for name in ("load-bundle.py", "bundle_format.py"):
+        shutil.copy2(ROOT / "scripts" / name, out / name)
+    lines = []
+    for line in env_file.read_text().splitlines():
+        name = line.partition("=")[0].strip()
+        if name in ("DASHBOARD_TOKEN", "OTLP_API_KEY"):
+            line = f"{name}="
+        elif name == "OFFLINE":
+            line = "OFFLINE=1"
+        elif name == "WHEELS":
+            line = "WHEELS=offline"
+        lines.append(line)
+    (out / "offline.env").write_text("\n".join(lines) + "\n")
+
+
 def write_manifest(out: Path, env: dict[str, str], images: dict, models: list) -> dict:
     files = []
     for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"):
@@ -158,19 +188,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--volume", default="offline-agents_ollama-models", help="the model volume to read")
     parser.add_argument("--wheels-from", type=Path, help="copy wheels from here instead of downloading them")
     args = parser.parse_args(argv)
+    final = args.out.resolve()  # docker reads a relative mount source as a volume name
+    partial = final.with_name(final.name + ".partial")  # renamed only when complete
     try:
-        if args.out.exists() and any(args.out.iterdir()):
-            raise BundleError(f"{args.out} exists and is not empty; choose a new folder")
+        if final.exists() and any(final.iterdir()):
+            raise BundleError(f"{final} exists and is not empty; choose a new folder")
         env = read_env(args.env_file)
-        args.out.mkdir(parents=True, exist_ok=True)
-        images = save_images(env, args.out)
-        models = save_models(env, args.volume, args.out)
-        copy_wheels(args.out, args.wheels_from)
-        archive_source(args.out)
-        manifest = write_manifest(args.out, env, images, models)
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        images = save_images(env, partial)
+        models = save_models(env, args.volume, partial)
+        copy_wheels(partial, args.wheels_from)
+        archive_source(partial)
+        offline_kit(partial, args.env_file)
+        manifest = write_manifest(partial, env, images, models)
+        if final.exists():
+            final.rmdir()
+        partial.rename(final)
     except BundleError as error:
+        shutil.rmtree(partial, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
         return 1
+    args.out = final
     model_gb = sum(m["size"] for m in models) / 1e9
     names = ", ".join(m["name"] for m in models)
     print(f"bundle {args.out}: {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:,.0f} MB on disk; "

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 
 from . import __version__
@@ -63,6 +64,10 @@ def configure_logging(verbose: bool) -> None:
     root.addHandler(console)
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
@@ -74,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     from .telemetry import configure
 
     stop_telemetry = configure(settings)
+    # SIGTERM (docker stop, a job's timeout) ends one-shot mode like Ctrl-C: through the finally
+    # below, so buffered telemetry is flushed. The REPL installs its own handler.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         if args.prompt:
             return asyncio.run(one_shot(settings, args.prompt, as_json=args.json))

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     # One context size for every agent: a different num_ctx per request makes Ollama reload the
     # model between agents (ollama/ollama#9977).
     num_ctx: int = Field(8192, ge=512, le=1_048_576, validation_alias="OLLAMA_NUM_CTX")
-    keep_alive: str = Field("30m", validation_alias="OLLAMA_KEEP_ALIVE")
+    # Unset: the server's own OLLAMA_KEEP_ALIVE (tuned per hardware profile in .env) decides.
+    keep_alive: str | None = Field(None, validation_alias="OLLAMA_KEEP_ALIVE")
     temperature: float = Field(0.2, ge=0.0, le=2.0, validation_alias="OLLAMA_TEMPERATURE")
     max_output_tokens: int = Field(2048, ge=16, le=131_072, validation_alias="OLLAMA_MAX_OUTPUT_TOKENS")
     # For a remote Ollama behind authentication (a hosted GPU endpoint, a reverse proxy).
@@ -106,7 +107,9 @@ class Settings(BaseSettings):
 
     @field_validator("keep_alive")
     @classmethod
-    def _duration(cls, value: str) -> str:
+    def _duration(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not _DURATION.match(value.strip()):
             raise ValueError("is not a duration; use e.g. 30m, 1h, 300s, 0 (unload) or -1 (keep loaded)")
         return value.strip()
@@ -151,13 +154,15 @@ class Settings(BaseSettings):
 
     def chat_options(self) -> dict[str, Any]:
         """The same options on every request, so Ollama never reloads the model between agents."""
-        keep_alive: str | int = int(self.keep_alive) if self.keep_alive.lstrip("-").isdigit() else self.keep_alive
-        return {
+        options: dict[str, Any] = {
             "num_ctx": self.num_ctx,
-            "keep_alive": keep_alive,
             "temperature": self.temperature,
             "max_tokens": self.max_output_tokens,
         }
+        if self.keep_alive is not None:  # a keep_alive per request overrides the server's setting
+            keep = self.keep_alive
+            options["keep_alive"] = int(keep) if keep.lstrip("-").isdigit() else keep
+        return options
 
 
 SECRET_VARIABLES = {"OLLAMA_API_KEY", "OLLAMA_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"}

@@ -47,10 +47,12 @@ def trace_link(dashboard_url: str | None, trace_id: str | None) -> str | None:
 
 
 class _OneWarning(logging.Handler):
-    """The exporters log every failed batch and retry; a person needs to hear it once."""
+    """The exporters log every failed batch; a person needs to hear it once. Transient errors they
+    retry (a dashboard still starting) are logged as warnings and pass; a batch given up on, or a
+    refused key, is an error."""
 
     def __init__(self, endpoint: str) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.ERROR)
         self.endpoint = endpoint
         self.told = False
 

@@ -24,7 +24,13 @@ def test_defaults_are_the_compose_service_names():
 
 def test_one_context_size_for_every_request():
     options = load_settings().chat_options()
-    assert options["num_ctx"] == 8192 and options["keep_alive"] == "30m"
+    assert options["num_ctx"] == 8192
+    assert "keep_alive" not in options  # the server's OLLAMA_KEEP_ALIVE (per profile) decides
+
+
+def test_keep_alive_is_sent_only_when_set(monkeypatch):
+    monkeypatch.setenv("OLLAMA_KEEP_ALIVE", "-1")
+    assert load_settings().chat_options()["keep_alive"] == -1
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -119,10 +120,11 @@ def _with_meta(body: bytes, traceparent: str) -> bytes:
 
 
 class _OneWarning(logging.Handler):
-    """The exporters log every failed batch; a person needs to hear it once."""
+    """The exporters log every failed batch; a person needs to hear it once. Retried transient
+    errors (the dashboard still starting) are warnings and pass; a batch given up on is an error."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.ERROR)
         self.told = False
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -168,8 +170,14 @@ def configure() -> Callable[[], None]:
     otel_logs.addHandler(_OneWarning())
 
     def shutdown() -> None:
-        for provider in (tracer_provider, meter_provider, logger_provider):
-            provider.shutdown()
+        # All three flush at once, together bounded: `docker stop` waits 10 s before SIGKILL.
+        stops = [threading.Thread(target=p.shutdown, daemon=True)
+                 for p in (tracer_provider, meter_provider, logger_provider)]  # fmt: skip
+        for stop in stops:
+            stop.start()
+        deadline = time.monotonic() + EXPORT_TIMEOUT_S + 1
+        for stop in stops:
+            stop.join(max(0.0, deadline - time.monotonic()))
 
     return shutdown
 
