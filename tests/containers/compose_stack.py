@@ -37,7 +37,7 @@ class Stack:
     def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [*self.compose.compose_command_property, *args],
-            capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout, cwd=self.compose.context, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         if check and done.returncode != 0:
             raise AssertionError(f"compose {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -78,14 +78,14 @@ class Stack:
         self.run("exec", "-T", service, "sh", "-c", "kill -KILL -1", check=False)
 
 
-def make_stack(env_file: Path, *, files: list[str], profiles: list[str]) -> Stack:
+def make_stack(env_file: Path, *, files: list[str], profiles: list[str], context: Path = ROOT) -> Stack:
     """A new project (its own containers, volumes and networks) from the session's env file, with
     a dashboard port of its own so that several stacks can run side by side."""
     project = f"oa-test-{uuid.uuid4().hex[:8]}"
     own = env_file.with_name(f"{project}.env")
     lines = [line for line in env_file.read_text().splitlines() if not line.startswith("DASHBOARD_PORT=")]
     own.write_text("\n".join([*lines, f"DASHBOARD_PORT={free_port()}"]) + "\n")
-    compose = ProjectCompose(context=ROOT, compose_file_name=files, profiles=profiles, env_file=str(own), wait=True)
+    compose = ProjectCompose(context=context, compose_file_name=files, profiles=profiles, env_file=str(own), wait=True)
     compose.project = project
     env = dict(line.split("=", 1) for line in own.read_text().splitlines() if "=" in line)
     return Stack(compose, env)

@@ -81,7 +81,8 @@ def test_a_damaged_bundle_is_refused_before_anything_is_loaded(bundle, tmp_path,
         shutil.copy2(backup, target)
 
 
-def test_an_offline_machine_loads_the_bundle_and_plans(bundle, container_host):
+def test_an_offline_machine_loads_the_bundle_and_plans(bundle, tmp_path):
+    """docs/air-gapped.md, step 2, as written: the bundle's own loader, its source and offline.env."""
     out, env = bundle
     # The offline machine: none of the stack's images, no model volume.
     for variable in IMAGE_VARIABLES:
@@ -90,19 +91,26 @@ def test_an_offline_machine_loads_the_bundle_and_plans(bundle, container_host):
         gone = subprocess.run(["docker", "image", "inspect", env[variable]], capture_output=True)
         assert gone.returncode != 0, env[variable]
 
-    stack = make_stack(container_host.env_file, files=["docker-compose.yml"], profiles=["cpu"])
+    site = tmp_path / "offline-agents"
+    site.mkdir()
+    subprocess.run(["tar", "-C", str(site), "-xf", str(out / "source" / "offline-agents.tar")], check=True)
+    shutil.copy2(out / "offline.env", site / ".env")
+    assert "OFFLINE=1" in (site / ".env").read_text() and "WHEELS=offline" in (site / ".env").read_text()
+    subprocess.run(["bash", "scripts/init-secrets.sh", ".env"], cwd=site, check=True, capture_output=True)
+    stack = make_stack(site / ".env", files=["docker-compose.yml"], profiles=["cpu"], context=site)
     volume = f"{stack.project}_ollama-models"
+
+    def load() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(out / "load-bundle.py"), str(out), "--volume", volume],
+                              capture_output=True, text=True, timeout=900, cwd=tmp_path)  # fmt: skip
+
     started = time.monotonic()
-    loaded = script("load-bundle.py", str(out), "--volume", volume)
+    loaded = load()
     log(f"load-bundle took {time.monotonic() - started:.1f} s")
     assert loaded.returncode == 0, loaded.stderr
     assert "phi4-mini:latest" in loaded.stdout
-    again = script("load-bundle.py", str(out), "--volume", volume)  # harmless the second time
+    again = load()  # harmless the second time
     assert again.returncode == 0 and "images already loaded" in again.stderr
-
-    offline_env = stack.compose.env_file[0]
-    with open(offline_env, "a") as handle:
-        handle.write("OFFLINE=1\n")
     try:
         stack.up()
         seeded = stack.run("logs", "ollama-seed").stdout
@@ -122,7 +130,8 @@ def _import_gguf(stack) -> None:
     modelfile = gguf.with_name("Modelfile")
     modelfile.write_text("FROM ./somewhere-else.gguf\nSYSTEM You plan trips.\nPARAMETER temperature 0.1\n")
     command = " ".join(stack.compose.compose_command_property)
-    done = subprocess.run(["bash", str(ROOT / "scripts/import-gguf.sh"), "tiny-import:latest", str(gguf),
+    site_script = str(stack.compose.context / "scripts" / "import-gguf.sh")
+    done = subprocess.run(["bash", site_script, "tiny-import:latest", str(gguf),
                            str(modelfile)], capture_output=True, text=True, cwd=ROOT, timeout=300,
                           env={**os.environ, "COMPOSE": command})  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -130,6 +139,6 @@ def _import_gguf(stack) -> None:
     not_gguf = gguf.with_name("not.gguf")
     not_gguf.write_bytes(b"PK\x03\x04 a zip, not weights")
     env = {**os.environ, "COMPOSE": command}
-    refused = subprocess.run(["bash", str(ROOT / "scripts/import-gguf.sh"), "bad", str(not_gguf)],
+    refused = subprocess.run(["bash", site_script, "bad", str(not_gguf)],
                              capture_output=True, text=True, cwd=ROOT, env=env)  # fmt: skip
     assert refused.returncode == 2 and "is not a GGUF file" in refused.stderr

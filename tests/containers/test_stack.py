@@ -125,13 +125,18 @@ def _ask(child: pexpect.spawn, text: str, timeout: float = 120) -> str:
     return child.before
 
 
-def test_interactive_session_prints_the_dashboard_address(stack):
+def test_interactive_session_prints_the_dashboard_address_and_keeps_history(stack):
     child = _session(stack)
     banner = child.before
     assert "model phi4-mini" in banner and "6 tools from http://mcp-server:8090/mcp" in banner
     assert "/login?t=" in banner  # where to see the traces
+    _ask(child, "/help")
     child.sendline("/quit")
     child.expect(pexpect.EOF)
+    # the line history lives in its volume, written by the non-root user, for the next session
+    history = stack.run("run", "--rm", "-T", "--entrypoint", "cat", "orchestrator",
+                        "/home/app/.local/state/offline-agents/history")  # fmt: skip
+    assert "/help" in history.stdout
 
 
 def test_tool_server_down_then_back(stack):

@@ -11,7 +11,7 @@ import time
 import pexpect
 import pytest
 from dashboard_standin.testing import run_process as run_dashboard
-from service_processes import ROOT, free_port, run_service, stack_env
+from service_processes import ROOT, free_port, ollama_standin, run_service, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -223,3 +223,16 @@ def test_the_sensitive_data_switch_puts_prompts_in(traced_run, dashboard):
     run = traced_run("--prompt", TRIP, "--json", ENABLE_SENSITIVE_DATA="true")
     spans = spans_of(dashboard, json.loads(run.stdout)["trace_id"], {"orchestrator"})
     assert any("Lisbon in May" in json.dumps(s["attributes"]) + json.dumps(s["events"]) for s in spans)
+
+
+def test_sigterm_during_a_one_shot_plan_still_flushes_its_trace(traced_tools, dashboard, tmp_path):
+    # `docker stop` of a running `--prompt`: the turn is cut short, its spans still reach the dashboard.
+    with ollama_standin(tmp_path, "--models", "qwen2.5:7b", "--tokens-per-second", "5") as slow:
+        dashboard.clear()
+        env = stack_env(slow, traced_tools, **otel_env(dashboard))
+        child = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--prompt", TRIP], env=env, cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(6)  # well into the Researcher's slow reply
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 143
+    dashboard.wait_for(lambda t: any(s["name"] == "travel_plan" for s in t["spans"]), 15)

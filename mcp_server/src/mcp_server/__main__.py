@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 from .settings import load_settings
+
+
+def _exit(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main() -> None:
@@ -19,6 +24,10 @@ def main() -> None:
     from .telemetry import configure
 
     stop_telemetry = configure()  # before the server: its meters bind to the real provider
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the handler it found. With
+    # Python's default one the process would die there and never flush; with this one it unwinds
+    # through `finally` below.
+    signal.signal(signal.SIGTERM, _exit)
     try:
         mcp = build_server()
         logging.getLogger("mcp_server").info(
