@@ -71,7 +71,10 @@ def load_images(bundle: Path, manifest: dict) -> list[str]:
 
 def restore_models(bundle: Path, manifest: dict, volume: str) -> list[str]:
     ollama_image = manifest["images"]["OLLAMA_IMAGE"]["ref"]
-    docker("volume", "create", volume)
+    # Labelled as Compose labels its own (project_volume), so `up` adopts it without a warning.
+    project, _, name = volume.partition("_")
+    labels = ["--label", f"com.docker.compose.project={project}", "--label", f"com.docker.compose.volume={name}"]
+    docker("volume", "create", *(labels if name else []), volume)
     # tar keeps the archive's order: blobs land before the manifests that name them.
     docker("run", "--rm", "--network", "none", "-v", f"{volume}:/root/.ollama",
            "-v", f"{(bundle / 'models').resolve()}:/in:ro", "--entrypoint", "sh", ollama_image, "-c",

@@ -227,3 +227,27 @@ async def test_country_filter_lists_that_countrys_cities(client):
     japan = await call(client, "list_destinations", country="JP")
     assert "Tokyo, Japan" in japan["cities"] and "Kyoto, Japan" in japan["cities"]
     assert all(label.endswith(", Japan") for label in japan["cities"])
+
+
+async def test_tool_calls_and_errors_are_counted_per_tool():
+    from mcp_server.telemetry import ToolMetrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    mcp = build_server()
+    mcp.add_middleware(ToolMetrics(MeterProvider(metric_readers=[reader]).get_meter("test")))
+    async with Client(mcp) as client:
+        await client.call_tool("get_destination", {"city": "Oslo"})
+        with pytest.raises(ToolError):
+            await client.call_tool("get_destination", {"city": "Atlantis"})
+    points = {
+        metric.name: [(dict(p.attributes), getattr(p, "value", None) or getattr(p, "count", None))
+                      for p in metric.data.data_points]
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }  # fmt: skip
+    assert points["mcp_server.tool.calls"] == [({"tool": "get_destination"}, 2)]
+    assert points["mcp_server.tool.errors"] == [({"tool": "get_destination", "error": "ToolError"}, 1)]
+    assert points["mcp_server.tool.duration"][0][1] == 2  # two durations recorded

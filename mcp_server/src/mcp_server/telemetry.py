@@ -37,8 +37,8 @@ class ToolMetrics(Middleware):
     """Calls, errors and duration per tool, and one log line per call (inside the call's span, so
     the log record carries the trace id)."""
 
-    def __init__(self) -> None:
-        meter = metrics.get_meter("mcp_server")
+    def __init__(self, meter: metrics.Meter | None = None) -> None:
+        meter = meter or metrics.get_meter("mcp_server")
         self.calls = meter.create_counter("mcp_server.tool.calls", description="Tool calls")
         self.errors = meter.create_counter("mcp_server.tool.errors", description="Tool calls that failed")
         self.duration = meter.create_histogram("mcp_server.tool.duration", unit="s", description="Tool call time")
