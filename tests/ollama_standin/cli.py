@@ -145,33 +145,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     """Shows the streamed progress, one line per status / finished layer (no TTY tricks)."""
     with _client(timeout=None) as client:
         heartbeat(client)
-        body = {"model": args.model, "insecure": args.insecure, "stream": True}
-        status = ""
-        try:
-            with client.stream("POST", "/api/pull", json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise CLIError(_error_text(response))
-                for line in response.iter_lines():
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("error"):
-                        raise CLIError(event["error"])
-                    digest = event.get("digest")
-                    if digest:
-                        total, completed = int(event.get("total") or 0), int(event.get("completed") or 0)
-                        if total and completed >= total:
-                            short = digest.removeprefix("sha256:")[:12]
-                            bar = "█" * 16
-                            print(f"pulling {short}: 100% ▕{bar}▏ {human_bytes(total)}", file=sys.stderr)
-                    elif event.get("status") != status:
-                        status = str(event.get("status"))
-                        print(status, file=sys.stderr)
-        except httpx.ConnectError:
-            raise CLIError(NOT_RUNNING) from None
-        except httpx.HTTPError as exc:
-            raise CLIError(str(exc)) from None
+        _stream_progress(client, "/api/pull", {"model": args.model, "insecure": args.insecure, "stream": True})
     return 0
 
 

@@ -40,6 +40,7 @@ from .store import (
     PLACEHOLDER_PREFIX,
     Blob,
     ModelImage,
+    config_fields,
     created_info,
     is_real_gguf,
 )
@@ -285,19 +286,7 @@ class Creation:
         Real Ollama decodes the base GGUF and gets the same values; the stand-in copies them
         from the base model's metadata, with its capabilities so a restart keeps them.
         """
-        info = self.base_info
-        if info is None:
-            return {}
-        return {
-            "model_format": "gguf",
-            "model_family": info.family,
-            "model_families": info.all_families,
-            "model_type": info.parameter_size,
-            "file_type": info.quantization_level,
-            "capabilities": list(info.capabilities),
-            "context_length": info.context_length,
-            "embedding_length": info.embedding_length,
-        }
+        return {} if self.base_info is None else config_fields(self.base_info)
 
     async def _create_model(self, base: list[Layer]) -> AsyncIterator[dict[str, Any]]:
         """createModel."""

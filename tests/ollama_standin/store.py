@@ -92,6 +92,22 @@ def _compact(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def config_fields(info: ModelInfo) -> dict[str, Any]:
+    """The model fields of Ollama's model.ConfigV2, in its order. capabilities, context_length and
+    embedding_length are real (optional) ConfigV2 fields; the stand-in stores them so models it
+    does not know by name keep their metadata across restarts."""
+    return {
+        "model_format": "gguf",
+        "model_family": info.family,
+        "model_families": info.all_families,
+        "model_type": info.parameter_size,
+        "file_type": info.quantization_level,
+        "capabilities": list(info.capabilities),
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
+    }
+
+
 def build_image(info: ModelInfo) -> ModelImage:
     """The deterministic image for a model: same metadata, same bytes, same digests."""
     small: list[Blob] = [Blob(MEDIA_TEMPLATE, info.template.encode(), len(info.template.encode()))]
@@ -108,18 +124,8 @@ def build_image(info: ModelInfo) -> ModelImage:
     )
 
     def config_blob(layers: list[Blob]) -> Blob:
-        # Fields of Ollama's model.ConfigV2, in its order. capabilities/context_length/
-        # embedding_length are real (optional) ConfigV2 fields; the stand-in stores them so
-        # models it does not know by name keep their metadata across restarts.
         config = {
-            "model_format": "gguf",
-            "model_family": info.family,
-            "model_families": info.all_families,
-            "model_type": info.parameter_size,
-            "file_type": info.quantization_level,
-            "capabilities": list(info.capabilities),
-            "context_length": info.context_length,
-            "embedding_length": info.embedding_length,
+            **config_fields(info),
             "architecture": "amd64",
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
