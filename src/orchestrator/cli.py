@@ -15,7 +15,13 @@ from .render import TurnPrinter
 from .settings import SettingsError, load_settings
 from .telemetry import trace_link
 
-EPILOG = """environment (also read from .env):
+EPILOG = """operator commands (each has --help):
+  doctor               check every service, the models and a short generation
+  fitness              which installed model can drive the tools (model-by-tool matrix)
+  benchmark            latency and tokens/s by prompt size and concurrency, direct and through
+                       the pipeline; `benchmark compare A.json B.json` compares two reports
+
+environment (also read from .env):
   OLLAMA_HOST          Ollama URL (default http://ollama:11434)
   OLLAMA_MODEL         model name (OLLAMA_MODEL_ID also accepted; default qwen2.5:7b)
   MCP_SERVER_URL       tool server (default http://mcp-server:8090/mcp)
@@ -35,6 +41,7 @@ exit codes:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="main.py",
+        usage="%(prog)s [-p PROMPT [--json]] [-m MODEL] [-v]\n       %(prog)s {doctor,fitness,benchmark} [--help]",
         description="Plan a trip with three agents (Researcher, Weather, Planner) on a local Ollama model.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,6 +76,13 @@ def _terminated(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from .ops import COMMANDS
+
+    if argv and argv[0] in COMMANDS:
+        from .ops import run
+
+        return run(argv[0], argv[1:])
     args = parse_args(argv)
     configure_logging(args.verbose)
     try:
