@@ -171,6 +171,8 @@ def _role(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) ->
         if f"You are the {role}" in system:
             return role
     names = {t["function"]["name"] for t in tools or []}
+    if {"get_destination", "get_climate", "convert_currency"} <= names:
+        return "Assistant"  # every tool and no team role: a general assistant (the fitness check)
     if "get_climate" in names:
         return "Weather"
     if "get_destination" in names:
@@ -200,6 +202,8 @@ class TravelBrain:
         offered = {t["function"]["name"] for t in tools or []}
         results = _tool_results(this_turn)
         role = _role(messages, tools)
+        if role == "Assistant":
+            return self._corrupted(model, self._assistant(users[-1] if users else "", request, offered, this_turn))
         if role == "Researcher":
             return self._researcher(request, results, offered, this_turn)
         if role == "Weather":
@@ -319,7 +323,29 @@ class TravelBrain:
         lines += ["", "Facts used: " + "; ".join(facts) + "."]
         return Reply(content="\n".join(lines))
 
+    # --- a general assistant with every tool (`main.py fitness` drives this) ---------------------
+
+    def _assistant(self, text: str, request: Request, offered: set[str], this_turn) -> Reply:
+        own = _own_messages(this_turn)
+        results = _tool_results(own)
+        if results:
+            return Reply(content="\n".join(f"From {name}: {_facts(result)}" for name, result in results))
+        call = _intent(text, request)
+        if call is None or call["function"]["name"] not in offered:
+            return Reply(content="I can help with destinations, climate, distances, time zones and currencies.")
+        return Reply(tool_calls=[call])
+
     # --- the ways real models go wrong ----------------------------------------------------------
+
+    @staticmethod
+    def _corrupted(model: str, reply: Reply) -> Reply:
+        """misbehave-wrongargs: the right tool, with arguments no tool accepts (an invented city)."""
+        if model.startswith("misbehave-wrongargs"):
+            for call in reply.tool_calls:
+                arguments = call["function"]["arguments"]
+                for key, value in arguments.items():
+                    arguments[key] = "Atlantis" if isinstance(value, str) else -1
+        return reply
 
     def _misbehave(self, model: str, messages, tools) -> Reply | None:
         if not model.startswith("misbehave-"):
@@ -342,6 +368,43 @@ class TravelBrain:
                 error=(500, 'error parsing tool call: raw=\'{"name": "get_destination", "arguments": {"city\'')
             )
         return None
+
+
+def _intent(text: str, request: Request) -> dict[str, Any] | None:
+    """The one tool call a question needs, read from its wording (what a fit model would do)."""
+    lowered = text.lower()
+    amount = re.search(rf"(\d[\d,]*(?:\.\d+)?)\s*{_CURRENCY}\b.*?\b(?:in|to|into)\s+{_CURRENCY}\b", text)
+    if amount:
+        return _call("convert_currency", amount=float(amount.group(1).replace(",", "")),
+                     from_currency=amount.group(2), to_currency=amount.group(3))  # fmt: skip
+    places = ([request.origin] if request.origin else []) + request.cities
+    if re.search(r"time difference|what time", lowered) and len(places) >= 2:
+        return _call("time_difference", from_city=places[0], to_city=places[1])
+    if re.search(r"how far|distance", lowered) and len(places) >= 2:
+        return _call("travel_distance", from_city=places[0], to_city=places[1])
+    continent = re.search(r"\b(africa|asia|europe|north america|south america|oceania)\b", lowered)
+    if continent and re.search(r"which cities|what cities|list", lowered):
+        return _call("list_destinations", continent=continent.group(1).title())
+    if re.search(r"weather|warm|cold|climate|temperature|rain", lowered) and places:
+        return _call("get_climate", city=places[-1], month=request.month or 1)
+    if places:
+        return _call("get_destination", city=places[-1])
+    return None
+
+
+def _facts(result: Any) -> str:
+    """A tool result retold: its plain fields, the first entry of a list of records, a few list items."""
+    if not isinstance(result, dict):
+        return str(result)[:300]
+    parts = []
+    for key, value in result.items():
+        if isinstance(value, str | int | float | bool):
+            parts.append(f"{key} {value}")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            parts.append(f"{key}: {_facts(value[0])}")
+        elif isinstance(value, list):
+            parts.append(f"{key}: {', '.join(str(v) for v in value[:12])}")
+    return "; ".join(parts)
 
 
 # Agent Framework appends this user turn when a conversation ends on an assistant message
