@@ -203,7 +203,10 @@ class TravelBrain:
         results = _tool_results(this_turn)
         role = _role(messages, tools)
         if role == "Assistant":
-            return self._corrupted(model, self._assistant(users[-1] if users else "", request, offered, this_turn))
+            reply = self._corrupted(model, self._assistant(users[-1] if users else "", request, offered, this_turn))
+            if model.startswith("misbehave-vague") and not reply.tool_calls:
+                reply.content = "I looked that up for you; it all seems fine."  # ignores what the tool said
+            return reply
         if role == "Researcher":
             return self._researcher(request, results, offered, this_turn)
         if role == "Weather":

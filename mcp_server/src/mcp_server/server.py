@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import __version__
 from .catalog import load_catalog
 from .telemetry import ToolMetrics, traceparent_from_header
 from .tools import climate, destinations, planning
@@ -52,6 +53,7 @@ def build_server() -> FastMCP:
     catalog = load_catalog()  # fail at start, not on the first call, if the data is broken
     mcp = FastMCP(
         name="travel-tools",
+        version=__version__,
         instructions="Offline travel data: destination facts, climate normals (not forecasts), "
         "distances, time differences and currency conversion from shipped tables.",
     )
@@ -63,7 +65,12 @@ def build_server() -> FastMCP:
     @mcp.custom_route("/health", methods=["GET"])
     async def health(_: Request) -> JSONResponse:
         return JSONResponse(
-            {"status": "ok", "cities": len(catalog.cities), "rates_date": planning.rates_date().isoformat()}
+            {
+                "status": "ok",
+                "version": __version__,
+                "cities": len(catalog.cities),
+                "rates_date": planning.rates_date().isoformat(),
+            }
         )
 
     return mcp

@@ -1,0 +1,105 @@
+"""What the operator commands share: settings, the MCP session, the model-facing tool list, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from ..errors import ExitCode, UserError
+from ..settings import Settings, SettingsError, load_settings
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    """The settings, or one line naming the bad one and exit 2."""
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE) from None
+
+
+def quiet_logging(verbose: bool) -> None:
+    """The libraries' own logs only with -v: every failure is explained in the command's output."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.CRITICAL,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@asynccontextmanager
+async def mcp_session(url: str) -> AsyncIterator[ClientSession]:
+    """An initialized MCP session; UserError (exit 5) when the server cannot be reached.
+
+    Only connecting is translated: an error raised by the caller's own code passes through as is
+    (unwrapped from the exception group the SDK's task group puts around it).
+    """
+    ready = False
+    try:
+        async with streamable_http_client(url) as (read, write, *_), ClientSession(read, write) as session:
+            await session.initialize()
+            ready = True
+            yield session
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:
+        if ready:
+            raise _unwrapped(error) from None
+        cause = _unwrapped(error)
+        raise UserError(
+            f"the tool server at {url} is not reachable ({type(cause).__name__}: {one_line(cause, 80)}); "
+            "check that mcp-server is running and MCP_SERVER_URL is right",
+            ExitCode.MCP_UNREACHABLE,
+        ) from None
+
+
+def _unwrapped(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if isinstance(error, BaseExceptionGroup):  # the first real failure, not the cancellations it caused
+        error = next((e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)), error)
+    return error
+
+
+def ollama_tool(tool: Any) -> dict[str, Any]:
+    """An MCP tool as Ollama's /api/chat takes it."""
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": tool.description or "", "parameters": tool.input_schema},
+    }
+
+
+def tool_result(result: Any) -> tuple[bool, Any]:
+    """(ok, payload) of an MCP CallToolResult: structured content when there is some, else its text."""
+    text = " ".join(getattr(block, "text", "") for block in result.content or []).strip()
+    if result.is_error:
+        return False, text or "the tool reported an error"
+    if result.structured_content is not None:
+        return True, result.structured_content
+    try:
+        return True, json.loads(text)
+    except ValueError:
+        return True, text
+
+
+def one_line(error: BaseException | str, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else (type(error).__name__ if isinstance(error, BaseException) else "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A plain-text table, columns padded to their widest cell."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
