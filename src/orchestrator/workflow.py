@@ -328,8 +328,17 @@ class TravelPlanner:
                             on_event(ToolFinished(agent, mine[index]))
                     elif content.type == "usage" and content.usage_details:
                         current.model_calls += 1
-                        current.input_tokens += content.usage_details.get("input_token_count") or 0
-                        current.output_tokens += content.usage_details.get("output_token_count") or 0
+                        usage = content.usage_details
+                        if content.merge_mode == "replace":
+                            # From an agent's second model call on, the framework streams its usage as
+                            # a running total over the agent's calls (agent_framework/_tools.py,
+                            # project_cumulative_usage): it replaces what was counted, adding would
+                            # count the earlier calls again.
+                            current.input_tokens = usage.get("input_token_count") or 0
+                            current.output_tokens = usage.get("output_token_count") or 0
+                        else:
+                            current.input_tokens += usage.get("input_token_count") or 0
+                            current.output_tokens += usage.get("output_token_count") or 0
                         # The final chunk of Ollama's reply reports how long the server worked on it.
                         nanoseconds = getattr(content.raw_representation, "total_duration", None) or 0
                         current.model_s += nanoseconds / 1e9
