@@ -64,6 +64,8 @@ class Settings(BaseSettings):
         min_length=1,
         max_length=200,
     )
+    # Other models the site keeps (the seeding job pulls them too); `doctor` checks they are there.
+    extra_models: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="OLLAMA_EXTRA_MODELS")
     # One context size for every agent: a different num_ctx per request makes Ollama reload the
     # model between agents (ollama/ollama#9977).
     num_ctx: int = Field(8192, ge=512, le=1_048_576, validation_alias="OLLAMA_NUM_CTX")
@@ -113,6 +115,12 @@ class Settings(BaseSettings):
         if not _DURATION.match(value.strip()):
             raise ValueError("is not a duration; use e.g. 30m, 1h, 300s, 0 (unload) or -1 (keep loaded)")
         return value.strip()
+
+    @field_validator("extra_models", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        """Comma or space separated, as scripts/seed-models.sh reads it."""
+        return value.replace(",", " ").split() if isinstance(value, str) else value
 
     @field_validator("ollama_headers", mode="before")
     @classmethod

@@ -396,12 +396,12 @@ def _intent(text: str, request: Request) -> dict[str, Any] | None:
 
 
 def _facts(result: Any) -> str:
-    """A tool result retold: its plain fields, the first entry of a list of records, a few list items."""
+    """A tool result retold briefly: its short fields, a few list items, the first of a list of records."""
     if not isinstance(result, dict):
         return str(result)[:300]
     parts = []
     for key, value in result.items():
-        if isinstance(value, str | int | float | bool):
+        if isinstance(value, int | float | bool) or (isinstance(value, str) and len(value) <= 40):
             parts.append(f"{key} {value}")
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             parts.append(f"{key}: {_facts(value[0])}")
