@@ -5,7 +5,7 @@ SHELL := /bin/bash
 COMPOSE ?= docker compose
 PROMPT ?= 3 days in Lisbon in May
 
-.PHONY: help secrets build up-cpu up-gpu seed ollama chat plan logs ps down test benchmark wheels
+.PHONY: help secrets build up-cpu up-gpu seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
 
 help: ## list the targets
 	@grep -E "^[a-z-]+:.*## " $(MAKEFILE_LIST) | sed -E "s/:.*## /\t/" | column -t -s "$$(printf "\\t")"
@@ -33,6 +33,12 @@ chat: ## talk to the planner in this terminal; example: make chat
 
 plan: ## plan once and print JSON; example: make plan PROMPT="4 days in Kyoto in April"
 	$(COMPOSE) run --rm -T orchestrator --prompt "$(PROMPT)" --json
+
+doctor: ## check every service, the model, a generation and a tool call; example: make doctor ARGS=--expect-gpu
+	$(COMPOSE) run --rm -T orchestrator doctor $(ARGS)
+
+fitness: ## which installed model can drive the tools (model-by-tool matrix); example: make fitness ARGS=--all
+	$(COMPOSE) run --rm -T orchestrator fitness $(ARGS)
 
 logs: ## follow every service's logs; example: make logs
 	$(COMPOSE) --profile cpu --profile gpu logs -f --tail 100

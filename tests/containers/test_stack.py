@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -56,6 +57,21 @@ def test_the_dashboard_receives_one_trace_per_turn_over_service_dns(stack):
     climate = next(s for s in spans if s["service"] == "mcp-server" and s["name"] == "tools/call get_climate")
     assert by_id[climate["parent_span_id"]]["service"] == "orchestrator"
     assert telemetry["rejected"] == 0  # the services send the API key the dashboard requires
+
+
+def test_doctor_in_the_orchestrator_image_finds_the_stack_healthy(stack):
+    """`docker compose run --rm orchestrator doctor`: every service over service DNS, the OTLP key."""
+    done = stack.run("run", "--rm", "-T", "orchestrator", "doctor", "--json", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = {f"{c['service']} {c['name']}": c for c in json.loads(done.stdout)["checks"]}
+    assert {name: c["status"] for name, c in checks.items() if c["status"] != "PASS"} == {}
+    assert checks["ollama reachable"]["detail"].startswith("Ollama 0.12.6 at http://ollama:11434")
+    assert checks["ollama placement"]["status"] == "PASS"  # the stand-in image reports GPU memory
+    assert checks["dashboard telemetry"]["data"]["endpoint"] == "http://aspire-dashboard:18889"
+    # and the tool-calling matrix for the configured model, through the same network
+    fitness = stack.run("run", "--rm", "-T", "orchestrator", "fitness", check=False)
+    assert fitness.returncode == 0, fitness.stdout + fitness.stderr
+    assert "fit for the agents: phi4-mini" in fitness.stdout
 
 
 def test_seeding_is_idempotent(stack):
