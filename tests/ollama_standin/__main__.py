@@ -1,7 +1,8 @@
 """`python -m ollama_standin`: serve the stand-in like `ollama serve` would.
 
 Options fall back to STANDIN_* environment variables, then to the variables real Ollama
-reads (OLLAMA_HOST, OLLAMA_MODELS, OLLAMA_KEEP_ALIVE), then to Ollama's defaults.
+reads (OLLAMA_HOST, OLLAMA_MODELS, OLLAMA_KEEP_ALIVE, OLLAMA_NUM_PARALLEL, OLLAMA_MAX_QUEUE),
+then to Ollama's defaults.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pullable", default=env("STANDIN_PULLABLE"), help="comma-separated; default: the catalog")
     parser.add_argument("--tokens-per-second", type=float, default=float(env("STANDIN_TOKENS_PER_SECOND", "0")))
     parser.add_argument("--first-token-delay", type=float, default=float(env("STANDIN_FIRST_TOKEN_DELAY", "0")))
+    parser.add_argument(
+        "--prompt-tokens-per-second",
+        type=float,
+        default=float(env("STANDIN_PROMPT_TOKENS_PER_SECOND", "0")),
+        help="prompt evaluation rate; 0: instant (only --first-token-delay)",
+    )
+    parser.add_argument(
+        "--num-parallel", type=int, default=None, help="requests a model serves at once (OLLAMA_NUM_PARALLEL, 1)"
+    )
+    parser.add_argument("--max-queue", type=int, default=None, help="requests that may wait (OLLAMA_MAX_QUEUE, 512)")
     parser.add_argument("--load-delay", type=float, default=float(env("STANDIN_LOAD_DELAY", "0")))
     parser.add_argument("--store-dir", default=env("STANDIN_STORE_DIR", env("OLLAMA_MODELS")))
     parser.add_argument("--processor", choices=("gpu", "cpu"), default=env("STANDIN_PROCESSOR", "gpu"))
@@ -63,8 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ollama_uint(name: str, default: int) -> int:
+    """envconfig.Uint: an unparsable value is logged and ignored, as `ollama serve` does."""
+    value = os.environ.get(name, "").strip().strip("\"'")
+    if not value:
+        return default
+    try:
+        number = int(value)
+        if number < 0:
+            raise ValueError
+    except ValueError:
+        log.warning(
+            'level=WARN source=config.go msg="invalid environment variable, using default" key=%s value=%s default=%d',
+            name,
+            value,
+            default,
+        )
+        return default
+    return number
+
+
 def config_from_args(args: argparse.Namespace) -> StandinConfig:
     kwargs: dict[str, Any] = {}
+    num_parallel = args.num_parallel
+    if num_parallel is None:
+        standin = os.environ.get("STANDIN_NUM_PARALLEL")
+        num_parallel = int(standin) if standin else _ollama_uint("OLLAMA_NUM_PARALLEL", 1)
+    max_queue = args.max_queue
+    if max_queue is None:
+        standin = os.environ.get("STANDIN_MAX_QUEUE")
+        max_queue = int(standin) if standin else _ollama_uint("OLLAMA_MAX_QUEUE", 512)
     pullable = _csv(args.pullable)
     if pullable is not None:
         kwargs["pullable"] = pullable
@@ -82,6 +121,10 @@ def config_from_args(args: argparse.Namespace) -> StandinConfig:
         models=_csv(args.models) or [],
         tokens_per_second=args.tokens_per_second,
         first_token_delay=args.first_token_delay,
+        prompt_tokens_per_second=args.prompt_tokens_per_second,
+        # The scheduler loads a model with at least one slot (sched.go); a 0 queue would refuse all.
+        num_parallel=max(1, num_parallel),
+        max_queue=max(1, max_queue),
         load_delay=args.load_delay,
         store_dir=args.store_dir or None,
         processor=args.processor,

@@ -22,6 +22,11 @@ class StandinConfig:
     tokens_per_second: 0 streams as fast as possible; otherwise chat/generate pace their
         chunks (one chunk = one token) at this rate, for streaming and non-streaming alike.
     first_token_delay: seconds of simulated prompt evaluation before the first token.
+    prompt_tokens_per_second: 0 evaluates prompts instantly; otherwise prompt evaluation also
+        takes prompt_eval_count / this rate, so long prompts wait longer for their first token.
+    num_parallel: requests one loaded model generates at once (OLLAMA_NUM_PARALLEL, 1 in
+        Ollama 0.12); the others wait for a free slot.
+    max_queue: requests that may wait (OLLAMA_MAX_QUEUE, 512); one more is answered 503.
     load_delay: seconds a cold model load takes (only when the model is not loaded yet).
     store_dir: optional OLLAMA_MODELS-style directory (manifests/ + blobs/) that persists
         installed models across instances.
@@ -38,6 +43,9 @@ class StandinConfig:
     pullable: list[str] = field(default_factory=lambda: list(DEFAULT_CATALOG))
     tokens_per_second: float = 0.0
     first_token_delay: float = 0.0
+    prompt_tokens_per_second: float = 0.0
+    num_parallel: int = 1
+    max_queue: int = 512
     load_delay: float = 0.0
     store_dir: Path | str | None = None
     processor: Literal["gpu", "cpu"] = "gpu"
@@ -50,8 +58,10 @@ class StandinConfig:
     def __post_init__(self) -> None:
         if self.processor not in ("gpu", "cpu"):
             raise ValueError(f"processor must be 'gpu' or 'cpu', not {self.processor!r}")
-        if self.tokens_per_second < 0 or self.first_token_delay < 0 or self.load_delay < 0:
-            raise ValueError("tokens_per_second and delays must not be negative")
+        if min(self.tokens_per_second, self.prompt_tokens_per_second, self.first_token_delay, self.load_delay) < 0:
+            raise ValueError("rates and delays must not be negative")
+        if self.num_parallel < 1 or self.max_queue < 1:
+            raise ValueError("num_parallel and max_queue must be at least 1")
         if self.store_dir is not None:
             self.store_dir = Path(self.store_dir)
 

@@ -350,15 +350,19 @@ def plan_generation(
 @dataclass
 class Timings:
     start: int  # perf_counter_ns at request arrival
-    loaded: int
+    loaded: int  # the scheduler handed out the (loaded) model
+    slot: int = 0  # a parallel slot was free: prompt evaluation starts
     first: int = 0  # end of prompt evaluation
     end: int = 0
 
     def metrics(self, prompt_count: int, eval_count: int) -> dict[str, int]:
         # Field order of api.Metrics; every duration is nanoseconds and strictly positive,
-        # as a real runner's always are.
+        # as a real runner's always are. As in Ollama, load_duration is the scheduler's wait
+        # (loading included), the prompt and eval durations are the runner's own, and only
+        # total_duration also holds the wait for a parallel slot (llm/server.go acquires it
+        # after the load, and the runner's timings start once it has it).
         load = max(1, self.loaded - self.start)
-        prompt = max(1, self.first - self.loaded)
+        prompt = max(1, self.first - (self.slot or self.loaded))
         evaluation = max(1, self.end - self.first)
         return {
             "total_duration": max(load + prompt + evaluation, self.end - self.start),
@@ -371,16 +375,21 @@ class Timings:
 
 
 class Pacer:
-    """Sleeps so tokens come out at config.tokens_per_second after the prompt is evaluated."""
+    """Sleeps so a reply takes as long as the configured model would.
 
-    def __init__(self, config: StandinConfig) -> None:
+    Prompt evaluation: first_token_delay plus prompt_count / prompt_tokens_per_second. Then
+    tokens come out at tokens_per_second, every parallel slot at the full rate.
+    """
+
+    def __init__(self, config: StandinConfig, prompt_count: int) -> None:
         self.tps = config.tokens_per_second
-        self.first_delay = config.first_token_delay
+        rate = config.prompt_tokens_per_second
+        self.prompt_s = config.first_token_delay + (prompt_count / rate if rate > 0 else 0.0)
         self.origin = 0.0
 
     async def prompt_evaluated(self) -> None:
-        if self.first_delay:
-            await asyncio.sleep(self.first_delay)
+        if self.prompt_s:
+            await asyncio.sleep(self.prompt_s)
         self.origin = time.perf_counter()
 
     async def until_token(self, count: int) -> None:
@@ -391,6 +400,84 @@ class Pacer:
         delay = self.origin + count / self.tps - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+# sched.go's ErrMaxQueue: GetRunner's answer when the queue is full; routes.go sends it as 503.
+ERR_MAX_QUEUE = "server busy, please try again.  maximum pending requests exceeded"
+
+
+class Scheduler:
+    """How Ollama 0.12 shares a model between requests.
+
+    A model loads once, however many requests ask for it at the same time. To generate, a
+    request then needs one of the runner's OLLAMA_NUM_PARALLEL slots (the semaphore in
+    llm/server.go's Completion); the others wait for a free slot, first come first served. At
+    most OLLAMA_MAX_QUEUE requests wait; one more is refused with 503.
+    """
+
+    def __init__(self, state: StandinState) -> None:
+        self.state = state
+        self.slots: dict[str, asyncio.Semaphore] = {}
+        self.loads: dict[str, asyncio.Lock] = {}
+        self.waiting = 0
+
+    async def get_runner(self, entry: InstalledModel, num_ctx: int, keep_alive_ns: int) -> Lease:
+        if self.waiting >= self.state.config.max_queue:
+            raise BadRequest(ERR_MAX_QUEUE, status=503)
+        self.waiting += 1
+        try:
+            async with self.loads.setdefault(entry.name.key, asyncio.Lock()):
+                loaded = await _acquire(self.state, entry, num_ctx, keep_alive_ns)
+        except BaseException:
+            self.waiting -= 1
+            raise
+        slots = self.slots.setdefault(entry.name.key, asyncio.Semaphore(self.state.config.num_parallel))
+        return Lease(self, loaded, keep_alive_ns, slots)
+
+
+class Lease:
+    """One request's hold on a loaded model: waiting for a slot, generating, released."""
+
+    def __init__(self, scheduler: Scheduler, loaded: LoadedModel, keep_alive_ns: int, slots: asyncio.Semaphore):
+        self.scheduler = scheduler
+        self.loaded = loaded
+        self.keep_alive_ns = keep_alive_ns
+        self.slots = slots
+        self.queued = True
+        self.has_slot = False
+        self.released = False
+
+    def _dequeue(self) -> None:
+        if self.queued:
+            self.queued = False
+            self.scheduler.waiting -= 1
+
+    async def slot(self, disconnected: asyncio.Event | None = None) -> bool:
+        """Wait for a free slot; False when the client went away first (the request is dropped)."""
+        acquire = asyncio.ensure_future(self.slots.acquire())
+        gone = asyncio.ensure_future(disconnected.wait()) if disconnected is not None else None
+        try:
+            await asyncio.wait({acquire} | ({gone} if gone else set()), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if gone is not None:
+                gone.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        self._dequeue()
+        self.has_slot = acquire.done() and not acquire.cancelled()
+        if disconnected is not None and disconnected.is_set():
+            self.release()
+        return self.has_slot
+
+    def release(self) -> None:
+        """The request is over: free its slot and start the model's keep-alive timer."""
+        self._dequeue()
+        if self.has_slot:
+            self.has_slot = False
+            self.slots.release()
+        if not self.released:
+            self.released = True
+            self.scheduler.state.release(self.loaded, self.keep_alive_ns)
 
 
 async def _acquire(state: StandinState, entry: InstalledModel, num_ctx: int, keep_alive_ns: int) -> LoadedModel:
@@ -422,6 +509,7 @@ class Handlers:
     def __init__(self, state: StandinState) -> None:
         self.state = state
         self.config = state.config
+        self.scheduler = Scheduler(state)
 
     # -- simple endpoints ------------------------------------------------------------------
 
@@ -682,18 +770,18 @@ class Handlers:
             return error_response(400, f"{name.full} does not support {' '.join(missing)}")
         num_ctx = _int_option(options, "num_ctx") or self.config.default_num_ctx
         num_predict = _int_option(options, "num_predict")
-        loaded = await _acquire(self.state, entry, num_ctx, keep_alive)
+        lease = await self.scheduler.get_runner(entry, num_ctx, keep_alive)
         timings.loaded = time.perf_counter_ns()
         if not messages:
-            self.state.release(loaded, keep_alive)
+            lease.release()
             return GoJSONResponse(self._chat_frame(raw, "", done_reason="load", done=True))
         try:
             reply = await run_in_threadpool(self.state.brain.reply, raw, messages, tools or None, dict(options))
         except Exception:
-            self.state.release(loaded, keep_alive)
+            lease.release()
             raise
         if reply.error is not None:
-            self.state.release(loaded, keep_alive)
+            lease.release()
             return error_response(*reply.error)
         plan = plan_generation(reply, bool(tools), options, num_predict, self.config.version)
         prompt_count = min(prompt_tokens(messages, tools), num_ctx)  # longer prompts get truncated
@@ -711,7 +799,7 @@ class Handlers:
                 metrics=timings.metrics(prompt_count, plan.eval_count),
             )
 
-        return await self._respond(body, plan, timings, loaded, keep_alive, reply, frame, final)
+        return await self._respond(body, plan, prompt_count, timings, lease, reply, frame, final)
 
     async def generate(self, request: Request) -> Answer:
         timings = Timings(start=time.perf_counter_ns(), loaded=0)
@@ -746,10 +834,10 @@ class Handlers:
             return error_response(400, f"{name.full} does not support {' '.join(missing)}")
         num_ctx = _int_option(options, "num_ctx") or self.config.default_num_ctx
         num_predict = _int_option(options, "num_predict")
-        loaded = await _acquire(self.state, entry, num_ctx, keep_alive)
+        lease = await self.scheduler.get_runner(entry, num_ctx, keep_alive)
         timings.loaded = time.perf_counter_ns()
         if not prompt:
-            self.state.release(loaded, keep_alive)
+            lease.release()
             return GoJSONResponse(
                 {"model": raw, "created_at": go_time(), "response": "", "done": True, "done_reason": "load"}
             )
@@ -757,10 +845,10 @@ class Handlers:
         try:
             reply = await run_in_threadpool(self.state.brain.reply, raw, messages, None, dict(options))
         except Exception:
-            self.state.release(loaded, keep_alive)
+            lease.release()
             raise
         if reply.error is not None:
-            self.state.release(loaded, keep_alive)
+            lease.release()
             return error_response(*reply.error)
         plan = plan_generation(reply, False, options, num_predict, self.config.version)
         prompt_count = min(prompt_tokens(messages, None), num_ctx)
@@ -782,7 +870,7 @@ class Handlers:
             out.update(timings.metrics(prompt_count, plan.eval_count))
             return out
 
-        return await self._respond(body, plan, timings, loaded, keep_alive, reply, frame, final)
+        return await self._respond(body, plan, prompt_count, timings, lease, reply, frame, final)
 
     def _keep_alive(self, body: dict[str, Any]) -> int:
         try:
@@ -816,24 +904,26 @@ class Handlers:
         self,
         body: dict[str, Any],
         plan: Plan,
+        prompt_count: int,
         timings: Timings,
-        loaded: LoadedModel,
-        keep_alive: int,
+        lease: Lease,
         reply: Reply,
         frame: Callable[..., dict[str, Any]],
         final: Callable[[str, list[dict[str, Any]] | None], dict[str, Any]],
     ) -> Answer:
-        pacer = Pacer(self.config)
+        pacer = Pacer(self.config, prompt_count)
         abort_after = reply.abort_after_chunks
 
         if body.get("stream") is False:
             try:
+                await lease.slot()
+                timings.slot = time.perf_counter_ns()
                 await pacer.prompt_evaluated()
                 timings.first = time.perf_counter_ns()
                 await pacer.until_token(len(plan.pieces) + plan.tool_tokens)
                 timings.end = time.perf_counter_ns()
             finally:
-                self.state.release(loaded, keep_alive)
+                lease.release()
             payload = go_json(final(plan.content, plan.tool_calls or None))
             if abort_after is not None:
                 return TruncatedJSON(payload)
@@ -842,6 +932,9 @@ class Handlers:
         async def produce(disconnected: asyncio.Event) -> AsyncGenerator[bytes | _Abort, None]:
             sent = 0
             try:
+                if not await lease.slot(disconnected):
+                    return
+                timings.slot = time.perf_counter_ns()
                 await pacer.prompt_evaluated()
                 timings.first = time.perf_counter_ns()
                 for index, piece in enumerate(plan.pieces):
@@ -868,7 +961,7 @@ class Handlers:
                 timings.end = time.perf_counter_ns()
                 yield go_json(final("", None)) + b"\n"
             finally:
-                self.state.release(loaded, keep_alive)
+                lease.release()
 
         return NDJSONStream(produce)
 
