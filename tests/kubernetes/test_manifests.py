@@ -1,0 +1,223 @@
+"""deploy/kubernetes renders, validates strictly against the Kubernetes schemas, and follows the rules
+a platform engineer expects: labels, namespace, pinned images pulled only when absent, resources,
+probes, secrets made on site and never committed, and the variants doing what they say."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+from kubernetes.manifests import (
+    NAMESPACE,
+    ROOT,
+    VARIANTS,
+    config_map,
+    find,
+    iter_containers,
+    kustomize_build,
+    load_documents,
+    pod_templates,
+    read_env_file,
+    template,
+)
+from kubernetes_validate.utils import latest_version
+
+# The oldest Kubernetes the manifests are written for, and the newest schema bundled.
+SCHEMA_VERSIONS = ["1.29.0", latest_version()]
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_object_validates_strictly(rendered, variant, version):
+    for doc in rendered.docs[variant]:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} against {version}: {error.message} "
+                        f"at {'.'.join(map(str, error.path))}")  # fmt: skip
+
+
+def test_the_validator_rejects_an_unknown_field(cpu):
+    deployment = {**find(cpu, "Deployment", "ollama")}
+    deployment["spec"] = {**deployment["spec"], "replica": 2}
+    with pytest.raises(kubernetes_validate.ValidationError, match="replica"):
+        kubernetes_validate.validate(deployment, SCHEMA_VERSIONS[0], strict=True)
+
+
+def test_current_kustomize_renders_the_same(rendered):
+    """kustomize v5 (as built into kubectl) reads the same files into the same objects. Optional:
+    kubectl is not part of the test set-up."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: only kustomize 4.5.4 was checked")
+    version = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True, check=False)
+    if "Kustomize Version: v5" not in version.stdout:
+        pytest.skip(f"kubectl without kustomize v5: {version.stdout.strip()}")
+    for variant, folder in VARIANTS.items():
+        done = subprocess.run([kubectl, "kustomize", str(rendered.tree / folder)], capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert load_documents(done.stdout) == rendered.docs[variant], variant
+
+
+def test_every_object_is_labelled_and_in_the_namespace(rendered):
+    for variant, docs in rendered.docs.items():
+        for doc in docs:
+            where = f"{variant} {doc['kind']}/{doc['metadata']['name']}"
+            assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "offline-agents", where
+            if doc["kind"] != "Namespace":
+                assert doc["metadata"]["namespace"] == NAMESPACE, where
+            if doc["kind"] not in ("Namespace", "ConfigMap", "Secret", "NetworkPolicy"):
+                assert doc["metadata"]["labels"]["app.kubernetes.io/name"], where
+        for pod in pod_templates(docs):
+            assert pod.labels["app.kubernetes.io/part-of"] == "offline-agents", pod.ref
+            assert pod.labels["app.kubernetes.io/name"] and pod.labels["app.kubernetes.io/component"], pod.ref
+
+
+def test_images_are_pinned_and_pulled_only_when_absent(rendered):
+    pinned = {value for name, value in read_env_file(ROOT / ".env").items() if name.endswith("_IMAGE")}
+    for variant, docs in rendered.docs.items():
+        for pod, container in iter_containers(docs):
+            where = f"{variant} {pod.ref} {container['name']}"
+            assert container["imagePullPolicy"] == "IfNotPresent", where
+            assert container["image"] in pinned, where
+            assert not container["image"].endswith(":latest"), where
+
+
+def test_every_container_has_requests_and_limits(rendered):
+    for variant, docs in rendered.docs.items():
+        for pod, container in iter_containers(docs):
+            where = f"{variant} {pod.ref} {container['name']}"
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), where
+            assert "memory" in resources["limits"], where
+            if pod.ref == "Deployment/ollama":
+                # On purpose: llama.cpp sizes its threads by the node's cores; a CFS quota stalls it.
+                assert "cpu" not in resources["limits"], where
+            else:
+                assert "cpu" in resources["limits"], where
+
+
+def test_servers_have_readiness_and_liveness_probes(rendered):
+    for variant, docs in rendered.docs.items():
+        for pod in pod_templates(docs):
+            if pod.kind != "Deployment" or pod.ref == "Deployment/orchestrator":  # a terminal, not a server
+                continue
+            for container in pod.containers():
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    assert probe in container, f"{variant} {pod.ref} {probe}"
+
+
+def test_probes_work_in_the_real_images(cpu):
+    """Ollama has no curl: its CLI asks. The dashboard is distroless: no exec at all."""
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert template(cpu, "Deployment/ollama").container("ollama")[probe]["exec"]["command"] == ["ollama", "list"]
+        assert set(template(cpu, "Deployment/aspire-dashboard").container("aspire-dashboard")[probe]) & {
+            "tcpSocket", "httpGet"}  # fmt: skip
+        assert template(cpu, "Deployment/mcp-server").container("mcp-server")[probe]["httpGet"]["path"] == "/health"
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+
+def test_secrets_come_from_the_generated_file_not_from_git(rendered):
+    secret = find(rendered.docs["cpu"], "Secret", "offline-agents-secrets", prefix=True)
+    values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert values == rendered.secrets
+    assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in values.values())
+    tracked = subprocess.run(["git", "ls-files", "deploy/kubernetes"], capture_output=True, text=True, cwd=ROOT,
+                             check=True).stdout.split()  # fmt: skip
+    assert "deploy/kubernetes/base/secrets.env" not in tracked
+    assert "deploy/kubernetes/base/secrets.env.example" in tracked
+    ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/kubernetes/base/secrets.env"], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, "deploy/kubernetes/base/secrets.env must be gitignored"
+    example = read_env_file(rendered.tree / "base" / "secrets.env.example")
+    assert example == dict.fromkeys(values, ""), "the example carries names only, no values"
+
+
+def test_rendering_without_secrets_fails_and_names_the_file(rendered, tmp_path):
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(rendered.tree, tree)
+    (tree / "base" / "secrets.env").unlink()
+    done = kustomize_build(tree / "overlays" / "cpu")
+    assert done.returncode != 0
+    assert "secrets.env" in done.stderr
+
+
+# --- what each variant is for ----------------------------------------------------------------------
+
+
+def test_gpu_variant_asks_for_a_gpu_on_gpu_nodes(gpu, cpu):
+    pod = template(gpu, "Deployment/ollama")
+    assert pod.container("ollama")["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod.spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod.spec["tolerations"]
+    # The seeding job follows Ollama onto the tainted GPU node (ReadWriteOnce volume).
+    assert pod.spec["tolerations"] == template(gpu, "Job/ollama-seed").spec["tolerations"]
+    cpu_pod = template(cpu, "Deployment/ollama")
+    assert "nvidia.com/gpu" not in cpu_pod.container("ollama")["resources"]["limits"]
+    assert "nodeSelector" not in cpu_pod.spec and "tolerations" not in cpu_pod.spec
+
+
+def test_one_replica_on_a_read_write_once_volume(cpu):
+    assert find(cpu, "PersistentVolumeClaim", "ollama-models")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    ollama = find(cpu, "Deployment", "ollama")["spec"]
+    assert ollama["replicas"] == 1 and ollama["strategy"]["type"] == "Recreate"
+    affinity = template(cpu, "Job/ollama-seed").spec["affinity"]["podAffinity"]
+    (term,) = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "ollama"}
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_scale_out_shares_one_read_write_many_volume(rendered):
+    docs = rendered.docs["air-gapped-gpu-cluster"]
+    assert find(docs, "PersistentVolumeClaim", "ollama-models")["spec"]["accessModes"] == ["ReadWriteMany"]
+    ollama = find(docs, "Deployment", "ollama")["spec"]
+    assert ollama["replicas"] == 3
+    assert ollama["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    assert ollama["template"]["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert "affinity" not in template(docs, "Job/ollama-seed").spec
+    assert find(docs, "PodDisruptionBudget", "ollama")["spec"]["maxUnavailable"] == 1
+    # Each replica still gets the GPU tuning: GPU_OLLAMA_NUM_PARALLEL requests at once.
+    env = {v["name"]: v for v in template(docs, "Deployment/ollama").container("ollama")["env"]}
+    assert env["OLLAMA_NUM_PARALLEL"]["valueFrom"]["configMapKeyRef"]["key"] == "GPU_OLLAMA_NUM_PARALLEL"
+
+
+def test_offline_sets_offline_and_keeps_every_other_setting(rendered):
+    online, offline = config_map(rendered.docs["cpu"]), config_map(rendered.docs["cpu-offline"])
+    assert online["OFFLINE"] == "0" and offline["OFFLINE"] == "1"
+    assert {k: v for k, v in offline.items() if k != "OFFLINE"} == {k: v for k, v in online.items() if k != "OFFLINE"}
+    site = config_map(rendered.docs["air-gapped-gpu-cluster"])
+    assert site["OFFLINE"] == "1" and site["OLLAMA_MODEL"] == "qwen2.5:7b"
+
+
+def test_the_dashboard_ingress_exposes_only_the_ui(rendered):
+    ingress = find(rendered.docs["air-gapped-gpu-cluster"], "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "aspire-dashboard", "port": {"name": "ui"}}
+    assert not [d for d in rendered.docs["cpu"] if d["kind"] == "Ingress"]
+
+
+def test_the_terminal_can_be_attached_and_the_job_plans_once(cpu):
+    terminal = template(cpu, "Deployment/orchestrator").container("orchestrator")
+    assert terminal["stdin"] is True and terminal["tty"] is True and "args" not in terminal
+    plan = find(cpu, "Job", "orchestrator-plan")["spec"]
+    container = plan["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "--prompt" and container["args"][-1] == "--json"
+    assert container["env"] == terminal["env"], "the plan and the terminal read the same settings"
+    assert plan["template"]["spec"]["restartPolicy"] == "Never"
+    fail_fast = plan["podFailurePolicy"]["rules"][0]
+    assert fail_fast["action"] == "FailJob" and fail_fast["onExitCodes"]["values"] == [2]  # a bad setting
+    assert plan["ttlSecondsAfterFinished"] > 0 and plan["activeDeadlineSeconds"] > 0
+
+
+def test_jobs_clean_up_so_the_next_apply_can_recreate_them(rendered):
+    for docs in rendered.docs.values():
+        for job in (d for d in docs if d["kind"] == "Job"):
+            assert job["spec"]["ttlSecondsAfterFinished"] > 0, job["metadata"]["name"]
+            assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
