@@ -221,3 +221,11 @@ def test_jobs_clean_up_so_the_next_apply_can_recreate_them(rendered):
         for job in (d for d in docs if d["kind"] == "Job"):
             assert job["spec"]["ttlSecondsAfterFinished"] > 0, job["metadata"]["name"]
             assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_guide_names_only_paths_that_exist():
+    guide = (ROOT / "docs" / "kubernetes-guide.md").read_text()
+    named = set(re.findall(r"deploy/kubernetes/[\w./-]*[\w/]", guide))
+    assert named, "the guide names the manifests it explains"
+    for path in sorted(named - {"deploy/kubernetes/base/secrets.env"}):  # made on site, never committed
+        assert (ROOT / path).exists(), f"docs/kubernetes-guide.md names {path}, which does not exist"
