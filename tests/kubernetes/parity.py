@@ -25,18 +25,18 @@ IMAGE_VARIABLES = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "ORCHESTRATOR_IMAGE", "MCP
 CONFIG_MAP = "offline-agents-config"
 SECRET = "offline-agents-secrets"
 
-# compose service -> the Kubernetes workloads that play its part, per overlay.
-WORKLOADS = {
-    "cpu": {
-        "ollama": ["Deployment/ollama"],
-        "ollama-seed": ["Job/ollama-seed"],
-        "mcp-server": ["Deployment/mcp-server"],
-        "aspire-dashboard": ["Deployment/aspire-dashboard"],
-        "orchestrator": ["Deployment/orchestrator", "Job/orchestrator-plan"],
-    },
+# compose service -> the Kubernetes workloads that play its part. The overlay decides which Ollama
+# service of compose the one Deployment `ollama` is compared with.
+SHARED_WORKLOADS = {
+    "ollama-seed": ["Job/ollama-seed"],
+    "mcp-server": ["Deployment/mcp-server"],
+    "aspire-dashboard": ["Deployment/aspire-dashboard"],
+    "orchestrator": ["Deployment/orchestrator", "Job/orchestrator-plan"],
 }
-WORKLOADS["gpu"] = {**WORKLOADS["cpu"], "ollama-gpu": WORKLOADS["cpu"]["ollama"]}
-del WORKLOADS["gpu"]["ollama"]
+WORKLOADS = {
+    "cpu": {"ollama": ["Deployment/ollama"], **SHARED_WORKLOADS},
+    "gpu": {"ollama-gpu": ["Deployment/ollama"], **SHARED_WORKLOADS},
+}
 
 # Variables Kubernetes sets that compose does not, each for a stated reason.
 KUBERNETES_ONLY_ENV = {
