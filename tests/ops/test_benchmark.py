@@ -25,7 +25,7 @@ from orchestrator.ops.benchmark_report import SCHEMA, Level, Sample, compare, pe
 from orchestrator.ops.chart import write_chart
 
 TPS, FIRST, PROMPT_RATE, SLOTS, MAX_TOKENS = 200.0, 0.05, 20000.0, 2, 40
-STANDIN = ("--models", "qwen2.5:7b", "--tokens-per-second", str(TPS), "--first-token-delay", str(FIRST),
+STANDIN = ("--models", "qwen2.5:7b,gemma2:2b", "--tokens-per-second", str(TPS), "--first-token-delay", str(FIRST),
            "--prompt-tokens-per-second", str(PROMPT_RATE), "--num-parallel", str(SLOTS),
            "--brain", "ollama_standin.brain:padded_brain")  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -200,6 +200,8 @@ def test_unreachable_ollama_missing_model_and_bad_arguments(standin, tmp_path, i
     assert capsys.readouterr().err.startswith("error: cannot reach Ollama at http://127.0.0.1:9")
     assert in_process(bench_env(standin), "--model", "nosuch:1b", "--output", out) == 4
     assert "ollama pull nosuch:1b" in capsys.readouterr().err
+    assert in_process(bench_env(standin), "--model", "gemma2:2b", "--output", out) == 4  # the agents need tools
+    assert "gemma2:2b does not support tool calling" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert in_process(bench_env(standin), "--output", str(tmp_path / "file" / "dir")) == 2
     assert capsys.readouterr().err.startswith("error: cannot write to ")

@@ -281,26 +281,24 @@ class Benchmark:
             task.cancel()
 
     async def _prepare(self, client: Any) -> None:
-        from ..ollama_connection import check_model, wait_until_reachable
+        import ollama
+
+        from ..ollama_connection import wait_until_reachable
 
         version = await wait_until_reachable(client, self.settings, lambda line: print(line, file=sys.stderr))
         host, offline = self.settings.ollama_shown, self.settings.offline
-        if "pipeline" in self.args.mode:  # the agents need a model that can call tools
-            info = await check_model(client, self.model, host, offline)
-            details = {"parameter_size": info.parameter_size, "quantization": info.quantization}
-        else:
-            import ollama
-
-            try:
-                shown = await client.show(self.model)
-            except ollama.ResponseError as error:
-                raise from_ollama_status(error.status_code, str(error.error), host=host, model=self.model,
-                                         offline=offline) from None  # fmt: skip
-            found = shown.details
-            details = {
-                "parameter_size": (found.parameter_size if found else None) or "?",
-                "quantization": (found.quantization_level if found else None) or "?",
-            }
+        try:
+            shown = await client.show(self.model)
+        except ollama.ResponseError as error:
+            raise from_ollama_status(error.status_code, str(error.error), host=host, model=self.model,
+                                     offline=offline) from None  # fmt: skip
+        # The agents need a model that calls tools; a direct run measures any model.
+        if "pipeline" in self.args.mode and shown.capabilities and "tools" not in shown.capabilities:
+            raise from_ollama_status(400, "does not support tools", host=host, model=self.model)
+        details = {
+            "parameter_size": (shown.details and shown.details.parameter_size) or "?",
+            "quantization": (shown.details and shown.details.quantization_level) or "?",
+        }
         was_loaded = await self._running(client) is not None
         # Warm-up: loads the model, so its load time is reported on its own, not in the first level.
         try:
