@@ -419,38 +419,35 @@ class Scheduler:
         self.state = state
         self.slots: dict[str, asyncio.Semaphore] = {}
         self.loads: dict[str, asyncio.Lock] = {}
-        self.waiting = 0
+        self.admitted: dict[str, int] = {}  # requests holding a lease, running or waiting, per model
 
     async def get_runner(self, entry: InstalledModel, num_ctx: int, keep_alive_ns: int) -> Lease:
-        if self.waiting >= self.state.config.max_queue:
+        key, config = entry.name.key, self.state.config
+        # Counted on admission, not when a request reaches its slot: requests arriving together
+        # queue behind each other even before the first of them starts generating.
+        if self.admitted.get(key, 0) - config.num_parallel >= config.max_queue:
             raise BadRequest(ERR_MAX_QUEUE, status=503)
-        self.waiting += 1
+        self.admitted[key] = self.admitted.get(key, 0) + 1
         try:
-            async with self.loads.setdefault(entry.name.key, asyncio.Lock()):
+            async with self.loads.setdefault(key, asyncio.Lock()):
                 loaded = await _acquire(self.state, entry, num_ctx, keep_alive_ns)
         except BaseException:
-            self.waiting -= 1
+            self.admitted[key] -= 1
             raise
-        slots = self.slots.setdefault(entry.name.key, asyncio.Semaphore(self.state.config.num_parallel))
-        return Lease(self, loaded, keep_alive_ns, slots)
+        return Lease(self, key, loaded, keep_alive_ns)
 
 
 class Lease:
     """One request's hold on a loaded model: waiting for a slot, generating, released."""
 
-    def __init__(self, scheduler: Scheduler, loaded: LoadedModel, keep_alive_ns: int, slots: asyncio.Semaphore):
+    def __init__(self, scheduler: Scheduler, key: str, loaded: LoadedModel, keep_alive_ns: int) -> None:
         self.scheduler = scheduler
+        self.key = key
         self.loaded = loaded
         self.keep_alive_ns = keep_alive_ns
-        self.slots = slots
-        self.queued = True
+        self.slots = scheduler.slots.setdefault(key, asyncio.Semaphore(scheduler.state.config.num_parallel))
         self.has_slot = False
         self.released = False
-
-    def _dequeue(self) -> None:
-        if self.queued:
-            self.queued = False
-            self.scheduler.waiting -= 1
 
     async def slot(self, disconnected: asyncio.Event | None = None) -> bool:
         """Wait for a free slot; False when the client went away first (the request is dropped)."""
@@ -463,20 +460,19 @@ class Lease:
                 gone.cancel()
             if not acquire.done():
                 acquire.cancel()
-        self._dequeue()
         self.has_slot = acquire.done() and not acquire.cancelled()
         if disconnected is not None and disconnected.is_set():
             self.release()
         return self.has_slot
 
     def release(self) -> None:
-        """The request is over: free its slot and start the model's keep-alive timer."""
-        self._dequeue()
+        """The request is over: free its slot and its place, start the model's keep-alive timer."""
         if self.has_slot:
             self.has_slot = False
             self.slots.release()
         if not self.released:
             self.released = True
+            self.scheduler.admitted[self.key] -= 1
             self.scheduler.state.release(self.loaded, self.keep_alive_ns)
 
 

@@ -190,6 +190,22 @@ def test_interrupted_run_still_writes_what_it_measured(standin, tmp_path, sig, c
     assert not second["complete"] and second["aggregate_tokens_per_s"] is None
 
 
+def test_failed_requests_are_counted_and_the_run_goes_on(tmp_path, in_process, capsys):
+    # One slot and room for one waiting request: of four at once, two are refused with 503.
+    args = ("--models", "qwen2.5:7b", "--tokens-per-second", "200", "--num-parallel", "1", "--max-queue", "1")
+    with run_process(args) as url:
+        code = in_process(bench_env(url), "--mode", "direct", "--sizes", "short", "--concurrency", "4",
+                          "--requests", "4", "--max-tokens", "20", "--output", str(tmp_path / "out"))  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    [row] = only_report(tmp_path / "out")["results"]
+    assert (row["ok"], row["errors"]) == (2, 2)
+    assert row["error_messages"] == [
+        f"Ollama at {url} answered 503: server busy, please try again.  maximum pending requests exceeded"
+    ]
+    assert "2 failed: Ollama at" in printed
+
+
 # --- mistakes get one line and the documented exit code ----------------------------------------------
 
 
