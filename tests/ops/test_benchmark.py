@@ -285,6 +285,12 @@ def test_pipeline_to_direct_ratio():
     assert (ratio["direct_tokens_per_s"], ratio["pipeline_tokens_per_s"]) == (40.0, 150.0)
 
 
+def test_tool_time_counts_calls_made_together_once():
+    # three calls asked for at once (0-1, 0.5-2 s), one later (3-4 s): the plan waited 3 s, not 3.5
+    assert benchmark._union([[0.0, 1.0], [0.5, 2.0], [3.0, 4.0]]) == 3.0
+    assert benchmark._union([[0.0, 2.0], [0.5, 1.0]]) == 2.0 and benchmark._union([]) == 0.0
+
+
 def report_of(*levels: Level, model: str = "qwen2.5:7b", **parameters) -> dict:
     return {
         "schema": SCHEMA,

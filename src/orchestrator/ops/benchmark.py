@@ -227,6 +227,15 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def _union(spans: list[list[float]]) -> float:
+    """Total time covered by (start, end) spans that may overlap."""
+    total, reached = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        total += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    return total
+
+
 Request = Callable[[str, int, int], Awaitable[Sample]]
 
 
@@ -429,9 +438,25 @@ class Benchmark:
                                       lambda s, i, worker: self._plan(planners[worker], s, i))  # fmt: skip
 
     async def _plan(self, planner: Any, size: str, index: int) -> Sample:
+        from ..workflow import ToolFinished, ToolStarted
+
+        # When tools held the plan up: the union of each call's span from the model asking for it to
+        # its result. Summing the calls' durations would count calls the model asked for together
+        # (they run at once) several times over.
+        spans: list[list[float]] = []
+
+        def on_event(event: object) -> None:
+            now = time.perf_counter()
+            if isinstance(event, ToolStarted):
+                spans.append([now, 0.0])
+            elif isinstance(event, ToolFinished):  # results arrive in the order the calls were made
+                span = next((span for span in spans if not span[1]), None)
+                if span is not None:
+                    span[1] = now
+
         planner.reset()  # every plan starts a new conversation
         started = time.perf_counter()
-        record = await planner.run_turn(trip_prompt(size, index), lambda _event: None)
+        record = await planner.run_turn(trip_prompt(size, index), on_event)
         latency = time.perf_counter() - started
         if not record.ok:
             return Sample(index, False, latency, error=record.error)
@@ -444,7 +469,7 @@ class Benchmark:
             prompt_tokens=sum(agent.input_tokens for agent in record.agents),
             ollama_s=record.model_s,
             model_calls=sum(agent.model_calls for agent in record.agents),
-            tools_s=record.tools_s,
+            tools_s=_union([span for span in spans if span[1]]),
         )
 
     # -- output ---------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ DEFINITIONS = {
     "prompt_tokens": "prompt_eval_count, summed over a plan's model calls in the pipeline",
     "ollama_s": "pipeline: Ollama's own total_duration summed over the plan's model calls (queueing for a slot "
     "included)",
-    "tools_s": "pipeline: time the plan's MCP tool calls took",
+    "tools_s": "pipeline: time the plan waited for its MCP tool calls, from the model asking for a call to its "
+    "result; calls asked for together run at once and count once",
     "overhead_s": "pipeline: latency - ollama_s - tools_s: the orchestrator's own cost (agent framework, hand-offs, "
     "HTTP and parsing)",
     "pipeline_to_direct": "per concurrency: the pipeline's own cost. (plan latency / Ollama's total_duration summed "
