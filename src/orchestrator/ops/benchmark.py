@@ -509,7 +509,11 @@ class Benchmark:
         print(
             f"benchmark: {self.model} ({env.get('parameter_size')}, {env.get('quantization')}) on {env['ollama_host']} "
             f"(Ollama {env.get('ollama_version')}), {env.get('processor') or 'processor unknown'}; "
-            + ("the model was already loaded" if env.get("model_was_loaded") else f"model loaded in {load:.2f} s")
+            + (
+                "the model was already loaded"
+                if env.get("model_was_loaded")
+                else ("model load time unknown" if load is None else f"model loaded in {load:.2f} s")
+            )
             + f"; warm-up request {env['warmup_s']:.2f} s",
             file=self.rows_to,
         )
