@@ -41,8 +41,10 @@ WORKLOADS = {
 # Variables Kubernetes sets that compose does not, each for a stated reason.
 KUBERNETES_ONLY_ENV = {
     # Ollama runs unprivileged here (root in compose, whose HOME is /root): its HOME must be writable.
-    "Deployment/ollama": {"HOME"},
-    "Job/ollama-seed": {"HOME"},
+    # NVIDIA_VISIBLE_DEVICES=void: pods without a GPU request stay off the node's GPUs (the CPU
+    # Ollama and the seeding job); compose's default runtime ignores the variable anyway.
+    "Deployment/ollama": {"HOME", "NVIDIA_VISIBLE_DEVICES"},
+    "Job/ollama-seed": {"HOME", "NVIDIA_VISIBLE_DEVICES"},
 }
 # The official Ollama image runs as root, so in compose $HOME is /root.
 COMPOSE_HOME = "/root"

@@ -229,3 +229,38 @@ def test_the_guide_names_only_paths_that_exist():
     assert named, "the guide names the manifests it explains"
     for path in sorted(named - {"deploy/kubernetes/base/secrets.env"}):  # made on site, never committed
         assert (ROOT / path).exists(), f"docs/kubernetes-guide.md names {path}, which does not exist"
+
+
+# --- what the real images need at run time ---------------------------------------------------------
+
+
+def test_pods_without_a_gpu_request_stay_off_the_gpus(rendered):
+    """The Ollama image sets NVIDIA_VISIBLE_DEVICES=all: under the NVIDIA runtime a pod that requests
+    no nvidia.com/gpu would get every GPU of its node (NVIDIA/k8s-device-plugin#61). The seeding job
+    runs on Ollama's GPU node by design, and the CPU Ollama may land on one."""
+    ollama_image = read_env_file(ROOT / ".env")["OLLAMA_IMAGE"]
+    checked = set()
+    for variant, docs in rendered.docs.items():
+        for pod, container in iter_containers(docs):
+            if container["image"] != ollama_image:
+                continue
+            env = {v["name"]: v.get("value") for v in container.get("env", [])}
+            where = f"{variant} {pod.ref} {container['name']}"
+            if "nvidia.com/gpu" in container["resources"].get("limits", {}):
+                assert "NVIDIA_VISIBLE_DEVICES" not in env, f"{where}: the device plugin chooses the GPU"
+            else:
+                assert env.get("NVIDIA_VISIBLE_DEVICES") == "void", where
+            checked.add((variant, pod.ref))
+    assert {("cpu", "Deployment/ollama"), ("cpu", "Job/ollama-seed"), ("gpu", "Job/ollama-seed")} <= checked
+
+
+def test_read_only_dotnet_dashboard_has_a_writable_home(cpu):
+    """ASP.NET keeps data-protection keys in ~/.aspnet (HOME=/home/app, the image's user 1654)."""
+    pod = template(cpu, "Deployment/aspire-dashboard")
+    container = pod.container("aspire-dashboard")
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod.spec["securityContext"]["runAsUser"] == 1654
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod.spec["volumes"]}
+    for path in ("/home/app", "/tmp"):
+        assert "emptyDir" in volumes[mounts[path]], path
