@@ -27,7 +27,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app/src \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/home/app
+    HOME=/home/app \
+    MPLCONFIGDIR=/tmp/matplotlib
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 # The history volume mounts at ~/.local/state: the folder must exist and be the user's, or Docker

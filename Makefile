@@ -52,7 +52,11 @@ down: ## stop and remove the containers; models stay in their volume
 test: ## run every test, the container tier included; example: make test
 	scripts/test.sh
 
-benchmark: ## print the orchestrator's overhead, throughput and start-up time
+benchmark: ## latency and tokens/s by prompt size and concurrency, direct and through the pipeline; report in ./benchmark-results
+	mkdir -p benchmark-results
+	$(COMPOSE) run --rm -T --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/benchmark-results:/out" orchestrator benchmark --output /out $(ARGS)
+
+dev-benchmark: ## the orchestrator's own overhead, throughput, start-up time and telemetry cost, against the stand-ins
 	uv run python scripts/benchmark.py
 
 wheels: ## download every wheel the images need into ./wheels, for offline builds

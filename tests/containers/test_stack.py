@@ -74,6 +74,21 @@ def test_doctor_in_the_orchestrator_image_finds_the_stack_healthy(stack):
     assert "fit for the agents: phi4-mini" in fitness.stdout
 
 
+def test_benchmark_from_the_orchestrator_image_writes_its_report(stack, tmp_path):
+    """The image's read-only root: the report goes to a mounted directory, the chart needs no display."""
+    tmp_path.chmod(0o777)
+    done = stack.run(
+        "run", "--rm", "-T", "--user", f"{os.getuid()}:{os.getgid()}", "-v", f"{tmp_path}:/out", "orchestrator",
+        "benchmark", "--sizes", "short", "--concurrency", "1,2", "--requests", "2", "--output", "/out", check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (report_file,) = tmp_path.glob("benchmark-phi4-mini-*.json")
+    report = json.loads(report_file.read_text())
+    assert {row["mode"] for row in report["results"]} == {"direct", "pipeline"}
+    assert all(row["errors"] == 0 for row in report["results"])
+    assert report_file.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_seeding_is_idempotent(stack):
     again = stack.run("run", "--rm", "ollama-seed")
     assert "all models present: phi4-mini" in again.stdout
