@@ -48,13 +48,13 @@ async def wait_until_reachable(client: ollama.AsyncClient, settings: Settings, r
             left = deadline - time.monotonic()
             if left <= 0:
                 raise UserError(
-                    f"cannot reach Ollama at {settings.ollama_shown} ({_reason(error)}); check that it is "
+                    f"cannot reach Ollama at {settings.ollama_shown} ({transport_reason(error)}); check that it is "
                     "running and that OLLAMA_HOST points to it",
                     ExitCode.OLLAMA_UNREACHABLE,
                 ) from None
             if not announced:
                 report(
-                    f"waiting for Ollama at {settings.ollama_shown} ({_reason(error)}); "
+                    f"waiting for Ollama at {settings.ollama_shown} ({transport_reason(error)}); "
                     f"retrying for up to {settings.connect_wait:.0f} s"
                 )
                 announced = True
@@ -89,7 +89,8 @@ async def check_model(client: ollama.AsyncClient, model: str, host: str, offline
     )
 
 
-def _reason(error: Exception) -> str:
+def transport_reason(error: Exception) -> str:
+    """Why a request did not get through, in a few words for a one-line message."""
     if isinstance(error, httpx.ConnectError):
         return "connection refused" if "refused" in str(error).lower() else "cannot connect"
     if isinstance(error, httpx.TimeoutException):

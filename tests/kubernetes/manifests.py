@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -72,16 +73,8 @@ def prepare_tree(target: Path) -> dict[str, str]:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines, as compose and kustomize read them: comments and blank lines skipped."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            name, _, value = line.partition("=")
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            values[name.strip()] = value
-    return values
+    """KEY=VALUE lines, as compose and kustomize read them (python-dotenv: comments, quotes, blanks)."""
+    return {name: value or "" for name, value in dotenv_values(path, interpolate=False).items()}
 
 
 def load_documents(text: str) -> list[dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from ollama_standin.testing import run_process
-from service_processes import ROOT, mcp_server, ollama_standin, stack_env
+from service_processes import ROOT, ollama_standin, stack_env
 
 from orchestrator.ops import benchmark
 from orchestrator.ops.benchmark_report import SCHEMA, Level, Sample, compare, percentile, ratios, summarize
@@ -103,12 +103,6 @@ def test_direct_figures_match_the_scripted_timings(standin, tmp_path):
     table = done.stdout
     assert "direct   short      1   4/4" in table and "direct   long       4   4/4" in table
     assert "PASS" in table and "MISS" not in table and "report: " in table and "chart:  " in table
-
-
-@pytest.fixture(scope="module")
-def tools(tmp_path_factory):
-    with mcp_server(tmp_path_factory.mktemp("mcp")) as service:
-        yield service
 
 
 @pytest.fixture

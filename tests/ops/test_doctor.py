@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from dashboard_standin.testing import run_process as run_dashboard
-from service_processes import ROOT, free_port, mcp_server, ollama_standin, stack_env
+from service_processes import ROOT, free_port, ollama_standin, stack_env
 
 from orchestrator.ops import doctor
 
@@ -17,12 +17,6 @@ from orchestrator.ops import doctor
 FAST = ("--tokens-per-second", "200", "--first-token-delay", "0.05")
 # A slow CPU box: first token after 1.2 s, then 4 tokens/s.
 SLOW = ("--tokens-per-second", "4", "--first-token-delay", "1.2", "--processor", "cpu")
-
-
-@pytest.fixture(scope="module")
-def tools(tmp_path_factory):
-    with mcp_server(tmp_path_factory.mktemp("mcp")) as service:
-        yield service
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from service_processes import ROOT, free_port, mcp_server, ollama_standin, stack_env
+from service_processes import ROOT, free_port, ollama_standin, stack_env
 
 from orchestrator.ops.fitness import CASES, Number
 
@@ -24,12 +24,6 @@ TOOLS = [
 MODELS = "qwen2.5:7b,gemma2:2b," + ",".join(
     f"misbehave-{k}" for k in ("notool", "wrongargs", "vague", "empty", "parse500")
 )
-
-
-@pytest.fixture(scope="module")
-def tools(tmp_path_factory):
-    with mcp_server(tmp_path_factory.mktemp("mcp")) as service:
-        yield service
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import ollama
 
 from .. import __version__
 from ..errors import ExitCode, UserError, from_ollama_status
-from ..ollama_connection import check_model, make_client, wait_until_reachable
+from ..ollama_connection import check_model, make_client, transport_reason, wait_until_reachable
 from ..settings import Settings, without_credentials
 from .common import mcp_session, ollama_tool, one_line, quiet_logging, settings_or_exit, tool_result
 from .fitness import CASES, PASS, attempt
@@ -213,7 +213,7 @@ class Doctor:
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as error:
-            c.status, c.detail = "FAIL", f"{url} did not answer ({_reason(error)})"
+            c.status, c.detail = "FAIL", f"{url} did not answer ({transport_reason(error)})"
             c.fix = "start it (docker compose up -d mcp-server) or fix MCP_SERVER_URL"
             return
         c.status = "PASS"
@@ -291,7 +291,7 @@ async def _http_export(endpoint: str, headers: dict[str, str], protocol: str) ->
             response = await http.post(f"{endpoint.rstrip('/')}/v1/traces", content=body,
                                        headers={**headers, "Content-Type": kind})  # fmt: skip
     except httpx.HTTPError as error:
-        return _reason(error)
+        return transport_reason(error)
     if response.status_code in (401, 403):
         return "unauthenticated"
     return "ok" if response.is_success else f"HTTP {response.status_code}"
@@ -323,16 +323,6 @@ def _base(name: str) -> str:
 
 def _gb(size: int) -> str:
     return f"{size / 1e9:.1f} GB"
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, httpx.ConnectError):
-        return "connection refused" if "refused" in str(error).lower() else "cannot connect"
-    if isinstance(error, httpx.TimeoutException):
-        return "timed out"
-    if isinstance(error, httpx.HTTPStatusError):
-        return f"HTTP {error.response.status_code}"
-    return type(error).__name__
 
 
 # --- output -----------------------------------------------------------------------------------------
