@@ -178,3 +178,12 @@ def test_image_requirements_match_the_lockfile(tmp_path):
     assert done.returncode == 0, done.stderr
     diff = subprocess.run(["git", "diff", "--stat", "--", "requirements/"], capture_output=True, text=True, cwd=ROOT)
     assert diff.stdout == "", f"run scripts/export-requirements.sh after `uv lock`:\n{diff.stdout}"
+
+
+def test_each_image_requirement_has_one_version():
+    """The wheelhouse is downloaded on the host, whose Python decides the lock's python markers: a
+    package pinned at one version for 3.11 and another for 3.13 would be missing from it."""
+    for requirements in (ROOT / "requirements").glob("*.txt"):
+        names = [line.split("==")[0] for line in requirements.read_text().splitlines() if "==" in line]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        assert not twice, f"{requirements.name} pins {twice} at several versions; keep fork-strategy = 'fewest'"
