@@ -345,3 +345,13 @@ def test_chart_is_a_real_png(tmp_path):
     assert path.read_bytes().startswith(PNG_MAGIC) and path.stat().st_size > 20_000
     pixels = matplotlib.image.imread(path)
     assert pixels.shape[0] >= 600 and pixels.shape[1] >= 1000 and pixels.std() > 0.05  # two columns, not blank
+
+
+def test_the_loaded_model_is_found_under_another_tag_or_spelling():
+    from orchestrator.ops.common import loaded_entry
+
+    ps = [{"name": "qwen2.5:7b-instruct-q4_K_M", "model": "qwen2.5:7b-instruct-q4_K_M", "digest": "845dbda0ea48"}]
+    assert loaded_entry(ps, "registry.ollama.ai/library/Qwen2.5:7B-Instruct-Q4_K_M") is ps[0]
+    assert loaded_entry(ps, "qwen2.5:7b") is None  # another name: only its digest can tell
+    assert loaded_entry(ps, "qwen2.5:7b", "845dbda0ea48") is ps[0]  # two tags, one set of weights
+    assert loaded_entry(ps, "qwen2.5:3b", "0000") is None

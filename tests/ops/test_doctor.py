@@ -94,6 +94,24 @@ def test_slow_cpu_box_gets_warnings_with_fixes(run_doctor, tmp_path_factory, too
     assert [c["name"] for c in report["checks"] if c["status"] == "FAIL"] == ["placement"]
 
 
+def test_placement_finds_the_model_under_any_spelling_of_its_name(run_doctor, fast, tools):
+    # /api/ps lists the short name whichever spelling the request used; Ollama names ignore case.
+    for spelling in ("registry.ollama.ai/library/qwen2.5:7b", "library/Qwen2.5:7B"):
+        _, report = run_doctor(fast, tools, OLLAMA_MODEL=spelling)
+        placement = by_name(report)["ollama placement"]
+        assert placement["status"] == "PASS" and "100% GPU" in placement["detail"], (spelling, placement)
+
+
+def test_request_timeout_is_one_line_naming_the_setting(run_doctor, tmp_path_factory, tools):
+    # A 7B model on a slow CPU: no reply within OLLAMA_REQUEST_TIMEOUT. The fix names the setting.
+    with ollama_standin(tmp_path_factory.mktemp("slower"), "--models", "phi4-mini", *SLOW) as slow:
+        code, report = run_doctor(slow, tools, OLLAMA_MODEL="phi4-mini", OLLAMA_REQUEST_TIMEOUT="0.4")
+    generation = by_name(report)["ollama generation"]
+    assert code == 1 and generation["status"] == "FAIL"
+    assert "OLLAMA_REQUEST_TIMEOUT (0.4 s)" in generation["detail"], generation
+    assert "raise OLLAMA_REQUEST_TIMEOUT" in generation["fix"]
+
+
 def test_warnings_alone_do_not_fail(run_doctor, fast, tools):
     code, report = run_doctor(fast, tools)  # telemetry export off: a WARN
     assert code == 0 and report["ok"] and report["summary"]["WARN"] == 1 and report["summary"]["FAIL"] == 0

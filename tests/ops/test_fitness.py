@@ -4,14 +4,19 @@ answer used the result."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 
+import httpx
+import ollama
 import pytest
 from service_processes import ROOT, free_port, ollama_standin, stack_env
 
-from orchestrator.ops.fitness import CASES, Number
+from orchestrator.ops import fitness as fitness_module
+from orchestrator.ops.fitness import CASES, Number, _grounded, attempt
+from orchestrator.settings import load_settings
 
 TOOLS = [
     "get_destination",
@@ -22,7 +27,7 @@ TOOLS = [
     "convert_currency",
 ]
 MODELS = "qwen2.5:7b,gemma2:2b," + ",".join(
-    f"misbehave-{k}" for k in ("notool", "wrongargs", "vague", "empty", "parse500")
+    f"misbehave-{k}" for k in ("notool", "wrongargs", "vague", "empty", "parse500", "loop")
 )
 
 
@@ -60,6 +65,10 @@ def test_matrix_over_every_installed_model(fitness):
     assert cells["misbehave-vague:latest"] == dict.fromkeys(TOOLS, "vague")
     assert cells["misbehave-empty:latest"] == dict.fromkeys(TOOLS, "no call")
     assert cells["misbehave-parse500:latest"] == dict.fromkeys(TOOLS, "bad call")
+    # Calls get_destination whatever it is asked, round after round, and never answers: not a PASS.
+    assert cells["misbehave-loop:latest"] == {**dict.fromkeys(TOOLS, "wrong tool"), "get_destination": "no answer"}
+    looped = report["misbehave-loop:latest"]["tools"]["get_destination"]["attempts"][0]
+    assert "never answered" in looped["detail"]
     # What was recorded is what happened: the real tool's refusal, the arguments the model sent.
     wrong = report["misbehave-wrongargs:latest"]["tools"]["get_destination"]["attempts"][0]
     assert wrong["arguments"] == {"city": "Atlantis"} and "Unknown city 'Atlantis'" in wrong["detail"]
@@ -110,7 +119,61 @@ def test_dead_services_are_one_line_errors(fitness):
         (Number(1234.5, 1.0), "roughly 1,234 km", True),
         (Number(-9.0, 0.0), "Tokyo is 9 hours ahead", True),  # a difference may be stated either way
         (Number(9.0, 0.0), "no figure at all", False),
+        (Number(229.87, 4.6), "That is about €230.", True),
+        (Number(229.87, 4.6), "250 USD sind 229,87 €.", True),  # a decimal comma
+        (Number(1234.0, 1.0), "1,234 km, more or less.", True),
     ],
 )
 def test_numbers_in_answers_match_within_tolerance(figure, text, found):
     assert figure.found_in(text) is found
+
+
+@pytest.mark.parametrize(
+    ("case", "result", "answer"),
+    [
+        ("get_climate", {"months": [{"high_c": 14.0, "low_c": 9.0}]}, "July averages about 11.5 °C."),
+        ("get_climate", {"months": [{"high_c": 14.0, "low_c": 9.0}]}, "Highs of around 57 °F in July."),
+        ("get_climate", {"months": [{"high_c": 14.0, "low_c": 9.0}]}, "Nights cool to 9 °C."),
+        ("travel_distance", {"distance_km": 505.0}, "About 314 miles as the crow flies."),
+    ],
+)
+def test_plausible_grounded_answers_are_not_called_vague(case, result, answer):
+    (chosen,) = [c for c in CASES if c.tool == case]
+    assert _grounded(answer, chosen.facts(result))
+
+
+class _Failing:
+    """A client whose /api/chat fails the way a real Ollama can under load."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
+
+    async def chat(self, **_: object) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "said"),
+    [
+        (ollama.ResponseError("llama runner process has terminated: signal: killed", 500), "error", "terminated"),
+        (ollama.ResponseError("error parsing tool call: raw='{\"name\"'", 500), "bad call", "parsing"),
+        (httpx.ReadTimeout("timed out"), "error", "OLLAMA_REQUEST_TIMEOUT (300 s)"),
+    ],
+)
+def test_ollama_failures_are_not_blamed_on_the_model(error, outcome, said):
+    result = asyncio.run(attempt(_Failing(error), None, [], "qwen2.5:7b", CASES[0], {}))
+    assert result.outcome == outcome and said in result.detail
+
+
+def test_an_unexpected_ollama_status_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env
+
+    async def refused(*_: object) -> None:
+        raise ollama.ResponseError("unauthorized", 401)
+
+    monkeypatch.setattr(fitness_module, "run", refused)
+    monkeypatch.setattr(fitness_module, "settings_or_exit", lambda: load_settings())
+    code = fitness_module.main([])
+    err = capsys.readouterr().err
+    assert code != 0 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

@@ -43,7 +43,7 @@ from .benchmark_report import (
     targets,
     validate,
 )
-from .common import one_line, quiet_logging, settings_or_exit
+from .common import installed_digest, loaded_entry, one_line, quiet_logging, settings_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -343,8 +343,10 @@ class Benchmark:
         except Exception:  # only informative: a proxy may not pass /api/ps
             logger.debug("no /api/ps", exc_info=True)
             return None
-        names = (self.model, f"{self.model}:latest")
-        return next((m for m in models if m.get("name") in names or m.get("model") in names), None)
+        entry = loaded_entry(models, self.model)
+        if entry is None and models:  # a second tag of the weights already loaded under another name
+            entry = loaded_entry(models, self.model, await installed_digest(client, self.model))
+        return entry
 
     # -- one level -----------------------------------------------------------------------------
 

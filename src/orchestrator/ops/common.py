@@ -103,3 +103,46 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
              for row in [header, *rows]]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def model_key(name: str) -> str:
+    """A model name as Ollama resolves it: host and namespace filled in, tag `latest` by default,
+    case-insensitive. `qwen2.5:7b`, `library/qwen2.5:7b` and `registry.ollama.ai/library/Qwen2.5:7B`
+    are one model; /api/ps shows the short form whichever one a request used."""
+    base, tag = name.strip().partition("@")[0], "latest"
+    colon = base.rfind(":")
+    if colon > base.rfind("/"):  # a tag, not a registry's port
+        base, tag = base[:colon], base[colon + 1 :] or "latest"
+    parts = base.split("/")
+    if len(parts) == 1:
+        parts = ["library", *parts]
+    if len(parts) == 2:
+        parts = ["registry.ollama.ai", *parts]
+    return "/".join(parts).casefold() + ":" + tag.casefold()
+
+
+def loaded_entry(models: Sequence[Any], name: str, digest: str | None = None) -> Any | None:
+    """This model's entry of /api/ps (objects or dicts). By name first; else by digest: Ollama runs
+    one copy of the weights, listed under the name that loaded it first, so a second tag of the same
+    model (`qwen2.5:7b` and `qwen2.5:7b-instruct-q4_K_M`) shows under the other name."""
+
+    def get(entry: Any, key: str) -> Any:
+        return entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
+
+    wanted = model_key(name)
+    for entry in models:
+        if any(get(entry, k) and model_key(get(entry, k)) == wanted for k in ("model", "name")):
+            return entry
+    if digest:
+        return next((e for e in models if get(e, "digest") == digest), None)
+    return None
+
+
+async def installed_digest(client: Any, name: str) -> str | None:
+    """The digest /api/tags lists for a model (None when it cannot tell)."""
+    try:
+        listed = await client.list()
+    except Exception:  # only used to recognise the model in /api/ps
+        return None
+    wanted = model_key(name)
+    return next((m.digest for m in listed.models if m.model and model_key(m.model) == wanted), None)

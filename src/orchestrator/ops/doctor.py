@@ -30,7 +30,16 @@ from .. import __version__
 from ..errors import ExitCode, UserError, from_ollama_status
 from ..ollama_connection import check_model, make_client, transport_reason, wait_until_reachable
 from ..settings import Settings, without_credentials
-from .common import mcp_session, ollama_tool, one_line, quiet_logging, settings_or_exit, tool_result
+from .common import (
+    installed_digest,
+    loaded_entry,
+    mcp_session,
+    ollama_tool,
+    one_line,
+    quiet_logging,
+    settings_or_exit,
+    tool_result,
+)
 from .fitness import CASES, PASS, attempt
 
 FIRST_TOKEN_TARGET_S = 1.0  # the original plan's target: first token in under a second
@@ -70,6 +79,14 @@ class Doctor:
             await probe(item)
         except UserError as error:
             item.status, (item.detail, item.fix) = "FAIL", _split_fix(str(error))
+        except httpx.TimeoutException:  # a slow CPU with a big model, or a model still loading
+            item.status = "FAIL"
+            item.detail = f"no answer within OLLAMA_REQUEST_TIMEOUT ({self.settings.request_timeout:g} s)"
+            item.fix = "raise OLLAMA_REQUEST_TIMEOUT, or use a smaller model (`ollama ps` shows where it runs)"
+        except (httpx.TransportError, ConnectionError) as error:  # Ollama went away during the check
+            item.status = "FAIL"
+            item.detail = f"lost the connection to Ollama at {self.settings.ollama_shown} ({type(error).__name__})"
+            item.fix = "check that Ollama is still running (its log tells why it stopped: often out of memory)"
         except Exception as error:  # a check must never stop the others
             item.status, item.detail = "FAIL", f"{type(error).__name__}: {one_line(error)}"
             item.fix = "run with -v for details"
@@ -127,9 +144,10 @@ class Doctor:
         async for chunk in await self.client.generate(
             model=s.ollama_model, prompt=PROMPT, options=options, stream=True
         ):
-            if chunk.response and first is None:
+            # A thinking model's first tokens arrive as `thinking`, with `response` empty.
+            if first is None and (chunk.response or getattr(chunk, "thinking", None)):
                 first = time.perf_counter() - started
-            text += chunk.response or ""
+            text += (chunk.response or "") + (getattr(chunk, "thinking", None) or "")
             if chunk.done:
                 final = chunk
         if not text.strip() or final is None:
@@ -154,8 +172,10 @@ class Doctor:
 
     async def placement(self, c: Check) -> None:
         loaded = await self.client.ps()
-        wanted = _base(self.settings.ollama_model)
-        entry = next((m for m in loaded.models if _base(m.model or m.name or "") == wanted), None)
+        model = self.settings.ollama_model
+        entry = loaded_entry(loaded.models, model) or loaded_entry(
+            loaded.models, model, await installed_digest(self.client, model)
+        )
         if entry is None:
             c.status, c.detail = "WARN", "the model was unloaded again right away"
             c.fix = "check OLLAMA_KEEP_ALIVE (0 unloads after every request)"
@@ -315,10 +335,6 @@ def _health_url(mcp_url: str) -> str:
 
 def _without_query(url: str) -> str:
     return str(httpx.URL(url).copy_with(query=None))  # the login token stays out of reports
-
-
-def _base(name: str) -> str:
-    return name if ":" in name else f"{name}:latest"
 
 
 def _gb(size: int) -> str:

@@ -46,8 +46,19 @@ class Number:
     tolerance: float
 
     def found_in(self, text: str) -> bool:
-        numbers = (float(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text))
-        return any(abs(n - abs(self.value)) <= self.tolerance for n in numbers)
+        return any(abs(n - abs(self.value)) <= self.tolerance for n in _numbers(text))
+
+
+def _numbers(text: str) -> list[float]:
+    """The figures in a text: "1,234.5" and "229.87", and also "229,87" (a decimal comma, as a model
+    answering about euros may write it)."""
+    found = []
+    for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text):
+        n = n.rstrip(",")
+        found.append(float(n.replace(",", "")))
+        if re.fullmatch(r"\d+,\d{1,2}", n):
+            found.append(float(n.replace(",", ".")))
+    return found
 
 
 Fact = str | Number
@@ -83,13 +94,13 @@ CASES: tuple[Case, ...] = (
         "get_climate",
         "How warm is it in Reykjavik in July, on average?",
         lambda a: _has(a, "city", "reykjav") and (_has(a, "month", "7", "jul") or _has(a, "start_date", "-07-")),
-        lambda r: [Number(r["months"][0]["high_c"], 1.0)],
+        lambda r: _temperatures(r["months"][0]),
     ),
     Case(
         "travel_distance",
         "How far is it from Madrid to Barcelona?",
         lambda a: {_fold(a.get("from_city")), _fold(a.get("to_city"))} >= {"madrid", "barcelona"},
-        lambda r: [Number(r["distance_km"], max(10.0, 0.1 * r["distance_km"]))],
+        lambda r: [Number(km, max(10.0, 0.1 * km)) for km in (r["distance_km"], r["distance_km"] / 1.609344)],
     ),
     Case(
         "time_difference",
@@ -106,6 +117,13 @@ CASES: tuple[Case, ...] = (
 )
 
 
+def _temperatures(month: dict[str, Any]) -> list[Fact]:
+    """ "How warm on average" is answered with the mean high, the low, or the day's mean, in °C or °F."""
+    high, low = month["high_c"], month["low_c"]
+    celsius = [Number(t, 1.0) for t in (high, low, (high + low) / 2)]
+    return celsius + [Number(c.value * 9 / 5 + 32, 2.0) for c in celsius]
+
+
 def _fold(value: Any) -> str:
     return str(value or "").split(",")[0].strip().casefold()
 
@@ -113,7 +131,7 @@ def _fold(value: Any) -> str:
 # Outcomes, best first. A cell is PASS only when every stage held.
 PASS = "PASS"
 VAGUE = "vague"  # answered, but stated nothing from the result
-NO_ANSWER = "no answer"  # called the tool right, then said nothing
+NO_ANSWER = "no answer"  # called the tool right, then said nothing (or kept calling tools)
 BAD_ARGS = "bad args"  # right tool, arguments refused or not the ones asked for
 WRONG_TOOL = "wrong tool"
 NO_CALL = "no call"  # answered from memory (or not at all) without calling a tool
@@ -125,7 +143,7 @@ ERROR = "error"
 LEGEND = {
     PASS: "called the right tool with the asked-for arguments, then answered with facts from the result",
     VAGUE: "right call, but the answer states nothing from the result",
-    NO_ANSWER: "right call, then an empty answer",
+    NO_ANSWER: "right call, then no answer (an empty one, or it kept calling tools)",
     BAD_ARGS: "right tool, arguments refused by the tool or not the ones asked for",
     WRONG_TOOL: "called another tool (or one that does not exist)",
     NO_CALL: "answered without calling a tool",
@@ -201,9 +219,12 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
                 raise Abort(MISSING, f"{model} is not installed") from None
             if error.status_code == 400 and "does not support tools" in str(error.error):
                 raise Abort(NO_TOOLS, one_line(error.error)) from None
-            if error.status_code == 500:  # "error parsing tool call": the model wrote a broken call
+            if error.status_code == 500 and "parsing tool call" in str(error.error):  # the model wrote a broken call
                 return Attempt(BAD_CALL, one_line(error.error))
+            # e.g. 500 "llama runner process has terminated" (out of memory): not the model's tool calling
             return Attempt(ERROR, f"Ollama answered {error.status_code}: {one_line(error.error)}")
+        except httpx.TimeoutException:
+            return Attempt(ERROR, f"no reply within OLLAMA_REQUEST_TIMEOUT ({timeout_of(client)})")
         except (ValueError, TypeError) as error:  # a reply the client cannot read (malformed arguments)
             return Attempt(BAD_CALL, one_line(error))
         message = response.message
@@ -227,7 +248,16 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
             messages.append({"role": "tool", "tool_name": name, "content": _as_text(payload)})
             if result is None or (result.outcome != PASS and name == case.tool):
                 result = _judge(case, name, arguments, ok, payload, [c.function.name for c in calls])
-    return result or Attempt(NO_CALL)  # pragma: no cover - the loop always returns
+    # Still calling tools after MAX_ROUNDS rounds: the agents would loop the same way.
+    result = result or Attempt(NO_CALL)
+    if result.outcome == PASS:
+        result.outcome, result.detail = NO_ANSWER, f"still calling tools after {MAX_ROUNDS} rounds, never answered"
+    return result
+
+
+def timeout_of(client: ollama.AsyncClient) -> str:
+    read = getattr(getattr(client, "_client", None), "timeout", None)
+    return f"{read.read:g} s" if read is not None and read.read is not None else "its limit"
 
 
 def _judge(case: Case, name: str, arguments: dict, ok: bool, payload: Any, called: list[str]) -> Attempt:
@@ -293,6 +323,12 @@ async def run(settings: Settings, models: list[str] | None, every: bool, repeat:
                 row.cells = [Cell(c.tool, [Attempt(MISSING, f"{model} is not installed")]) for c in cases]
                 missing = from_ollama_status(404, "", host=settings.ollama_shown, model=model, offline=settings.offline)
                 progress(f"{model}: {missing}")
+                continue
+            capabilities = shown.capabilities or ()  # Ollama lists them since 0.6
+            if capabilities and "tools" not in capabilities:  # e.g. an embedding model under --all
+                detail = f"{model} does not support tools (capabilities: {', '.join(capabilities)})"
+                row.cells = [Cell(c.tool, [Attempt(NO_TOOLS, detail)]) for c in cases]
+                progress(f"{model}: {detail}")
                 continue
             for case in cases:
                 cell = Cell(case.tool)
@@ -385,8 +421,14 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return int(error.code)
     except (httpx.TransportError, ConnectionError) as error:
-        print(f"error: lost Ollama at {settings.ollama_shown} during the check ({one_line(error)})", file=sys.stderr)
+        print(f"error: lost Ollama at {settings.ollama_shown} during the check ({one_line(error)}); "
+              "check that it is still running (its log tells why it stopped)", file=sys.stderr)  # fmt: skip
         return ExitCode.OLLAMA_UNREACHABLE
+    except ollama.ResponseError as error:  # e.g. a proxy's 401, or a 500 listing or showing a model
+        explained = from_ollama_status(error.status_code, str(error.error), host=settings.ollama_shown,
+                                       model=settings.ollama_model, offline=settings.offline)  # fmt: skip
+        print(f"error: {explained}", file=sys.stderr)
+        return int(explained.code)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
