@@ -9,6 +9,7 @@ not queue (or queues everything) fails.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -355,3 +356,20 @@ def test_the_loaded_model_is_found_under_another_tag_or_spelling():
     assert loaded_entry(ps, "qwen2.5:7b") is None  # another name: only its digest can tell
     assert loaded_entry(ps, "qwen2.5:7b", "845dbda0ea48") is ps[0]  # two tags, one set of weights
     assert loaded_entry(ps, "qwen2.5:3b", "0000") is None
+
+
+def test_a_long_level_shows_progress(monkeypatch, capsys):
+    # One Ollama slot, eight plans queued: a level can run for many minutes; it must not look hung.
+    monkeypatch.setattr(benchmark, "PROGRESS_EVERY_S", 0.05)
+    args = benchmark.build_parser().parse_args(["--requests", "4", "--json"])
+    bench = benchmark.Benchmark.__new__(benchmark.Benchmark)
+    bench.args, bench.levels, bench.counter, bench.rows_to = args, [], 0, sys.stderr
+
+    async def slow(_size: str, index: int, _worker: int) -> Sample:
+        await asyncio.sleep(0.06)
+        return Sample(index, index != 2, 0.06, error=None if index != 2 else "timed out")
+
+    asyncio.run(bench._level("direct", "long", 1, slow))
+    err = capsys.readouterr().err
+    assert "... direct long concurrency 1: 1/4 done" in err and "1 failed" in err
+    assert err.rstrip().splitlines()[-1].startswith("direct   long       1   3/4")  # then the row

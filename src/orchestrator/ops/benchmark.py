@@ -77,6 +77,7 @@ NOTES = (
     "Many visitors combine {city} with a day trip to the countryside or the coast nearby.",
 )
 PROMPT_WORDS = {"short": 20, "medium": 300, "long": 1500}
+PROGRESS_EVERY_S = 30.0  # a level still running after this long says how far it got, on stderr
 
 
 def direct_prompt(size: str, index: int) -> str:
@@ -360,11 +361,21 @@ class Benchmark:
                 self.counter += 1
                 level.samples.append(await request(size, self.counter, slot))
 
+        async def progress() -> None:  # a level can take many minutes (a CPU, one slot, 8 queued plans)
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY_S)
+                failed = sum(not sample.ok for sample in level.samples)
+                print(f"  ... {mode} {size} concurrency {concurrency}: {len(level.samples)}/{level.requests} done"
+                      + (f", {failed} failed" if failed else "") + f", {time.perf_counter() - started:.0f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
         started = time.perf_counter()
+        ticker = asyncio.create_task(progress())
         try:
             await asyncio.gather(*(worker(slot) for slot in range(min(concurrency, level.requests))))
         finally:
             level.wall_s = time.perf_counter() - started
+            ticker.cancel()
         level.complete = True
         self._row(summarize(level))
 

@@ -150,6 +150,7 @@ LEGEND = {
     BAD_CALL: "the tool call was malformed (Ollama could not parse it)",
     NO_TOOLS: "Ollama says the model cannot call tools",
     MISSING: "not installed on this Ollama",
+    ERROR: "Ollama failed, not the model (a timeout, a crashed runner): see the detail, then ask again",
 }
 
 
