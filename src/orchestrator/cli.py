@@ -11,7 +11,6 @@ import sys
 
 from . import __version__
 from .errors import ExitCode, UserError
-from .render import TurnPrinter
 from .settings import SettingsError, load_settings
 from .telemetry import trace_link
 
@@ -112,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def one_shot(settings, prompt: str, *, as_json: bool) -> int:
+    # Imported here: they load the agent framework, which the operator commands do not need.
+    from .render import TurnPrinter
     from .workflow import TravelPlanner
 
     # Progress goes to stderr, the plan (or the JSON document) alone to stdout: easy to pipe.
@@ -146,6 +147,7 @@ def _fail(error: UserError, as_json: bool, prompt: str, model: str) -> int:
 
 
 async def interactive(settings) -> int:
+    from .render import TurnPrinter
     from .repl import HELP, Repl
     from .workflow import TravelPlanner
 
