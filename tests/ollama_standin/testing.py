@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
+from service_processes import watch_process
 from starlette.applications import Starlette
 
 from .brain import Brain
@@ -91,52 +90,23 @@ def run_process(
     The process's log lines are appended to `output` (when given) as they arrive. On exit the
     process gets SIGTERM (then SIGKILL after 5 s) and must be gone before this returns.
     """
-    lines = output if output is not None else []
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), child_env.get("PYTHONPATH", "")) if p)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     command = [sys.executable, "-m", "ollama_standin", "--host", "127.0.0.1", "--port", "0", *args]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env, text=True, bufsize=1
-    )
-    found: dict[str, str] = {}
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            match = _LISTENING.search(line)
-            if match and not ready.is_set():
-                found["url"] = f"http://{match.group(1)}:{match.group(2)}"
-                ready.set()
-        ready.set()  # EOF: the process ended
-
-    reader = threading.Thread(target=pump, name="ollama-standin-output", daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + timeout
-        if not ready.wait(timeout) or "url" not in found:
-            raise RuntimeError("ollama stand-in did not start:\n" + "\n".join(lines))
-        url = found["url"]
+    deadline = time.monotonic() + timeout
+    ready = {"url": _LISTENING}
+    with watch_process(
+        command, env=child_env, ready=ready, name="ollama stand-in", timeout=timeout, output=output
+    ) as w:
+        url = "http://{}:{}".format(*w.found["url"].groups())
         while True:
             try:
                 if httpx.get(url + "/", timeout=1).text == "Ollama is running":
                     break
             except httpx.TransportError:
                 pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("ollama stand-in is not answering:\n" + "\n".join(lines))
+            if w.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("ollama stand-in is not answering:\n" + "\n".join(w.lines))
             time.sleep(0.05)
         yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        reader.join(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
