@@ -43,7 +43,7 @@ from .benchmark_report import (
     targets,
     validate,
 )
-from .common import installed_digest, loaded_entry, one_line, quiet_logging, settings_or_exit
+from .common import one_line, processor, quiet_logging, running_model, settings_or_exit
 
 logger = logging.getLogger(__name__)
 
@@ -200,18 +200,6 @@ def _seconds(nanoseconds: int | None) -> float | None:
     return None if nanoseconds is None else nanoseconds / 1e9
 
 
-def _processor(size: int, vram: int) -> str:
-    """As `ollama ps` shows it."""
-    if vram == 0:
-        return "100% CPU"
-    if vram == size:
-        return "100% GPU"
-    if vram > size or size == 0:
-        return "unknown"
-    cpu = round((size - vram) / size * 100)
-    return f"{cpu}%/{100 - cpu}% CPU/GPU"
-
-
 def machine() -> dict[str, Any]:
     """Where the benchmark client ran (with compose: the orchestrator container, on Ollama's host)."""
     info: dict[str, Any] = {
@@ -321,7 +309,7 @@ class Benchmark:
             {
                 "ollama_version": version,
                 **details,
-                "processor": _processor(size, vram) if running else None,
+                "processor": processor(size, vram) if running else None,
                 "model_size_bytes": size or None,
                 "model_vram_bytes": vram if running else None,
                 "context_length": running.get("context_length"),
@@ -339,15 +327,10 @@ class Benchmark:
     async def _running(self, client: Any) -> dict[str, Any] | None:
         """This model's entry of /api/ps (what `ollama ps` shows), if it is loaded."""
         try:
-            response = await client._client.get("/api/ps", timeout=10.0)
-            models = response.json().get("models") or []
+            return await running_model(client, self.model)
         except Exception:  # only informative: a proxy may not pass /api/ps
             logger.debug("no /api/ps", exc_info=True)
             return None
-        entry = loaded_entry(models, self.model)
-        if entry is None and models:  # a second tag of the weights already loaded under another name
-            entry = loaded_entry(models, self.model, await installed_digest(client, self.model))
-        return entry
 
     # -- one level -----------------------------------------------------------------------------
 

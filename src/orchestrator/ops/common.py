@@ -121,21 +121,41 @@ def model_key(name: str) -> str:
     return "/".join(parts).casefold() + ":" + tag.casefold()
 
 
-def loaded_entry(models: Sequence[Any], name: str, digest: str | None = None) -> Any | None:
-    """This model's entry of /api/ps (objects or dicts). By name first; else by digest: Ollama runs
-    one copy of the weights, listed under the name that loaded it first, so a second tag of the same
-    model (`qwen2.5:7b` and `qwen2.5:7b-instruct-q4_K_M`) shows under the other name."""
-
-    def get(entry: Any, key: str) -> Any:
-        return entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
-
+def loaded_entry(models: Sequence[dict[str, Any]], name: str, digest: str | None = None) -> dict[str, Any] | None:
+    """This model's entry of /api/ps. By name first; else by digest: Ollama runs one copy of the
+    weights, listed under the name that loaded it first, so a second tag of the same model
+    (`qwen2.5:7b` and `qwen2.5:7b-instruct-q4_K_M`) shows under the other name."""
     wanted = model_key(name)
     for entry in models:
-        if any(get(entry, k) and model_key(get(entry, k)) == wanted for k in ("model", "name")):
+        if any(entry.get(k) and model_key(entry[k]) == wanted for k in ("model", "name")):
             return entry
     if digest:
-        return next((e for e in models if get(e, "digest") == digest), None)
+        return next((e for e in models if e.get("digest") == digest), None)
     return None
+
+
+async def running_model(client: Any, name: str) -> dict[str, Any] | None:
+    """The model's /api/ps entry with every field Ollama sends (context_length included), or None
+    when it is not loaded. Raises what the request raises."""
+    response = await client._client.get("/api/ps", timeout=10.0)
+    response.raise_for_status()
+    models = response.json().get("models") or []
+    entry = loaded_entry(models, name)
+    if entry is None and models:
+        entry = loaded_entry(models, name, await installed_digest(client, name))
+    return entry
+
+
+def processor(size: int, vram: int) -> str:
+    """Where a loaded model sits, as `ollama ps` shows it: 100% GPU, 100% CPU or a CPU/GPU split."""
+    if vram == 0:
+        return "100% CPU"
+    if size == 0:
+        return "unknown"
+    if vram >= size:
+        return "100% GPU"
+    cpu = round((size - vram) / size * 100)
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
 
 
 async def installed_digest(client: Any, name: str) -> str | None:

@@ -31,12 +31,12 @@ from ..errors import ExitCode, UserError, from_ollama_status
 from ..ollama_connection import check_model, make_client, transport_reason, wait_until_reachable
 from ..settings import Settings, without_credentials
 from .common import (
-    installed_digest,
-    loaded_entry,
     mcp_session,
     ollama_tool,
     one_line,
+    processor,
     quiet_logging,
+    running_model,
     settings_or_exit,
     tool_result,
 )
@@ -171,34 +171,30 @@ class Doctor:
                      "(docs/operations.md)")  # fmt: skip
 
     async def placement(self, c: Check) -> None:
-        loaded = await self.client.ps()
-        model = self.settings.ollama_model
-        entry = loaded_entry(loaded.models, model) or loaded_entry(
-            loaded.models, model, await installed_digest(self.client, model)
-        )
+        entry = await running_model(self.client, self.settings.ollama_model)
         if entry is None:
             c.status, c.detail = "WARN", "the model was unloaded again right away"
             c.fix = "check OLLAMA_KEEP_ALIVE (0 unloads after every request)"
             return
-        size, vram = int(entry.size or 0), int(entry.size_vram or 0)
-        gpu_share = round(100 * vram / size) if size else 0
-        c.data = {"size": size, "size_vram": vram, "gpu_percent": gpu_share,
-                  "context_length": getattr(entry, "context_length", None)}  # fmt: skip
-        if gpu_share >= 100:
-            c.status, c.detail = "PASS", f"100% GPU ({_gb(vram)} in GPU memory)"
-        elif gpu_share == 0:
+        size, vram = int(entry.get("size") or 0), int(entry.get("size_vram") or 0)
+        where = processor(size, vram)
+        c.data = {"size": size, "size_vram": vram, "gpu_percent": round(100 * vram / size) if size else 0,
+                  "processor": where, "context_length": entry.get("context_length")}  # fmt: skip
+        if where == "100% GPU":
+            c.status, c.detail = "PASS", f"{where} ({_gb(vram)} in GPU memory)"
+        elif where == "100% CPU":
             c.status = "FAIL" if self.expect_gpu else "WARN"
-            c.detail = f"100% CPU ({_gb(size)} in system memory)"
+            c.detail = f"{where} ({_gb(size)} in system memory)"
             c.fix = ("fine for the cpu profile; on a GPU host use the gpu profile (make up-gpu) and check that "
                      "`nvidia-smi` works in the container (docs/troubleshooting.md)")  # fmt: skip
         else:
             c.status = "WARN"
-            c.detail = f"{100 - gpu_share}%/{gpu_share}% CPU/GPU: the model does not fit in GPU memory"
+            c.detail = f"{where}: the model does not fit in GPU memory"
             c.fix = "use a smaller model or quantization, or lower OLLAMA_NUM_CTX"
 
     async def speed(self, c: Check, generation: Check, placement: Check) -> None:
         rate = generation.data["tokens_per_s"]
-        on_gpu = placement.data.get("gpu_percent", 0) >= 100
+        on_gpu = placement.data.get("processor") == "100% GPU"
         floor = GPU_SPEED_TARGET if on_gpu else CPU_SPEED_FLOOR
         c.data = {"tokens_per_s": rate, "target": floor}
         where = "on GPU, target" if on_gpu else "on CPU, usable from"
