@@ -38,6 +38,7 @@ from .common import (
     quiet_logging,
     running_model,
     settings_or_exit,
+    table,
     tool_result,
 )
 from .fitness import CASES, PASS, attempt
@@ -340,22 +341,26 @@ def _gb(size: int) -> str:
 # --- output -----------------------------------------------------------------------------------------
 
 
+def _summary(checks: list[Check]) -> dict[str, int]:
+    return {status: sum(c.status == status for c in checks) for status in ("PASS", "WARN", "FAIL", "SKIP")}
+
+
 def render(checks: list[Check], settings: Settings) -> str:
-    header = ["service", "check", "status", "detail"]
-    rows = [[c.service, c.name, c.status, c.detail] for c in checks]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    rows = table([[c.service, c.name, c.status, c.detail] for c in checks], ["service", "check", "status", "detail"])
+    header, dashes, *body = rows.splitlines()
+    detail_column = dashes.rindex(" ") + 1
     lines = [
         f"offline-agents {__version__} doctor · model {settings.ollama_model} · Ollama {settings.ollama_shown} · "
         f"tools {without_credentials(settings.mcp_server_url)}",
         "",
+        header,
+        dashes,
     ]
-    dashes = ["-" * w for w in widths] + ["-" * max(len(r[3]) for r in [header, *rows])]
-    for row, check in zip([header, dashes, *rows], [None, None, *checks], strict=True):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
-        if check is not None and check.fix and check.status in ("FAIL", "WARN"):
-            lines.append(" " * (sum(widths) + 6) + f"fix: {check.fix}")
-    counts = {status: sum(c.status == status for c in checks) for status in ("PASS", "WARN", "FAIL", "SKIP")}
-    lines += ["", " · ".join(f"{n} {status}" for status, n in counts.items() if n)]
+    for check, row in zip(checks, body, strict=True):
+        lines.append(row)
+        if check.fix and check.status in ("FAIL", "WARN"):
+            lines.append(" " * detail_column + f"fix: {check.fix}")
+    lines += ["", " · ".join(f"{n} {status}" for status, n in _summary(checks).items() if n)]
     return "\n".join(lines)
 
 
@@ -366,7 +371,7 @@ def report(checks: list[Check], settings: Settings) -> dict[str, Any]:
         "model": settings.ollama_model,
         "ollama": settings.ollama_shown,
         "mcp_server": without_credentials(settings.mcp_server_url),
-        "summary": {s: sum(c.status == s for c in checks) for s in ("PASS", "WARN", "FAIL", "SKIP")},
+        "summary": _summary(checks),
         "checks": [asdict(c) for c in checks],
     }
 
