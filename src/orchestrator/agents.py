@@ -63,14 +63,14 @@ def tools_for(spec: AgentSpec, available: Sequence[FunctionTool]) -> list[Functi
 
 
 def build_agents(
-    client: Any,
+    client_for: Callable[[str], Any],
     tools: Sequence[FunctionTool],
     options: dict[str, Any],
     middleware_for: Callable[[str], Sequence[Any]],
 ) -> list[Agent]:
     return [
         Agent(
-            client=client,
+            client=client_for(spec.name),
             name=spec.name,
             description=spec.title,
             instructions=spec.instructions,

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import ollama
@@ -68,6 +69,7 @@ class ModelInfo:
     parameter_size: str
     quantization: str
     capabilities: tuple[str, ...]
+    context_length: int | None = None  # what the model was trained for (/api/show model_info)
 
 
 async def check_model(client: ollama.AsyncClient, model: str, host: str, offline: bool = False) -> ModelInfo:
@@ -86,7 +88,18 @@ async def check_model(client: ollama.AsyncClient, model: str, host: str, offline
         parameter_size=(details.parameter_size if details else None) or "?",
         quantization=(details.quantization_level if details else None) or "?",
         capabilities=capabilities,
+        context_length=context_length(shown.modelinfo),
     )
+
+
+def context_length(model_info: Any) -> int | None:
+    """`<architecture>.context_length` from /api/show's model_info, as Ollama reads it."""
+    info = dict(model_info or {})
+    architecture = info.get("general.architecture")
+    value = info.get(f"{architecture}.context_length") if architecture else None
+    if value is None:  # an older server or a stripped header: any key of that name
+        value = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+    return int(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def transport_reason(error: Exception) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from agent_framework import FunctionInvocationContext, FunctionTool, MCPStreamableHTTPTool, MiddlewareFailure
+from agent_framework import Content, FunctionInvocationContext, FunctionTool, MCPStreamableHTTPTool, MiddlewareFailure
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import CONNECTION_CLOSED
 
@@ -30,11 +30,33 @@ class ToolCall:
     duration_ms: float = 0.0
     ok: bool = True
     error: str | None = None
+    result: Any = None  # what the tool returned (parsed JSON when it is JSON)
+    from_text: bool = False  # the model wrote this call as text; the pipeline recovered it
+    repeat: str | None = None  # "cached": the same call as just before, answered from it; "stopped": a third time
+
+
+@dataclass
+class _Previous:
+    key: str
+    times: int
+    result: Any
 
 
 @dataclass
 class CallLog:
     calls: list[ToolCall] = field(default_factory=list)
+    previous: dict[str, _Previous] = field(default_factory=dict)  # agent -> its latest call
+    stopped: dict[str, str] = field(default_factory=dict)  # agent -> why its tool loop was ended
+
+
+REPEAT_NOTE = (
+    "Note: you already called {name} with exactly these arguments; the result above is the same. "
+    "Do not call it again: use this result and answer."
+)
+STOP_NOTE = (
+    "Note: {name} was called three times in a row with the same arguments. The tools are now closed: "
+    "answer now, in plain sentences, from the results above."
+)
 
 
 # The turn being recorded; set by the workflow for the duration of one turn.
@@ -117,13 +139,33 @@ class ToolServer:
 
         async def record(context: FunctionInvocationContext, call_next: Callable[[], Awaitable[None]]) -> None:
             args = _plain(context.arguments)
-            call = ToolCall(agent=agent, name=context.function.name, arguments=args)
+            name = context.function.name
+            call = ToolCall(agent=agent, name=name, arguments=args)
             log = current_log.get()
             if log is not None:
                 log.calls.append(call)
+                key = name + json.dumps(args, sort_keys=True)
+                previous = log.previous.get(agent)
+                if previous is not None and previous.key == key:
+                    # The same call twice in a row: the cached result and a note to use it; a third
+                    # time ends the agent's tool loop (small models often repeat a call instead of
+                    # answering from its result).
+                    previous.times += 1
+                    third = previous.times >= 3
+                    call.repeat, call.result = ("stopped" if third else "cached"), previous.result
+                    note = (STOP_NOTE if third else REPEAT_NOTE).format(name=name)
+                    context.result = [*_as_contents(previous.result), Content.from_text(note)]
+                    if third:
+                        log.stopped[agent] = f"it called {name} with the same arguments 3 times in a row"
+                        context.remove_tools([tool.name for tool in context.tools or []])
+                    return
+                log.previous.pop(agent, None)
             started = time.perf_counter()
             try:
                 await call_next()
+                call.result = _parsed(context.result)
+                if log is not None:
+                    log.previous[agent] = _Previous(key, 1, call.result)
             except Exception as error:
                 call.ok, call.error = False, _one_line(error)
                 if _connection_lost(error):
@@ -134,6 +176,22 @@ class ToolServer:
                 call.duration_ms = round((time.perf_counter() - started) * 1000, 2)
 
         return record
+
+
+def _parsed(result: Any) -> Any:
+    """A tool's result for the record: the JSON its text holds, or the text."""
+    if isinstance(result, list):
+        text = "\n".join(getattr(c, "text", None) or "" for c in result if getattr(c, "type", "") == "text")
+    else:
+        text = str(result) if result is not None else ""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _as_contents(result: Any) -> list[Content]:
+    return [Content.from_text(result if isinstance(result, str) else json.dumps(result, ensure_ascii=False))]
 
 
 def _plain(arguments: Any) -> dict[str, Any]:

@@ -14,15 +14,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent_framework import AgentResponseUpdate, FunctionInvocationConfiguration, Message
-from agent_framework.ollama import OllamaChatClient
 from agent_framework.orchestrations import SequentialBuilder
 from opentelemetry.trace import StatusCode
 
+from . import grounding
 from .agents import PIPELINE, build_agents
+from .context_budget import DEFAULT_CHARS_PER_TOKEN, ContextMeter
 from .errors import ExitCode, UserError, explain
+from .guarded import RECOVERED, CheckedAgentExecutor, GuardedChatClient, Retrying, TurnGuard, current_guard
 from .ollama_connection import ModelInfo, check_model, make_client, wait_until_reachable
 from .settings import Settings
 from .telemetry import trace_id_of, turn_span
+from .text_calls import strip_calls
 from .tool_server import CallLog, ToolCall, ToolServer, current_log
 
 logger = logging.getLogger(__name__)
@@ -88,6 +91,10 @@ class AgentRecord:
     model_s: float = 0.0  # Ollama's own total_duration, summed over this agent's model calls
     tool_rounds: int = 0  # model calls that asked for tools
     hit_tool_limit: bool = False  # AGENT_MAX_TOOL_ROUNDS stopped its tool loop
+    tool_calls_from_text: int = 0  # calls it wrote as text, recovered and run as tool calls
+    tool_loop_stopped: str | None = None  # why its tool loop was ended early (a repeated call)
+    retried: str | None = None  # what was wrong with its first answer, when it was asked again
+    finish_reason: str | None = None  # Ollama's done_reason for its answer ("stop", "length")
     started_s: float = 0.0
     duration_s: float = 0.0
     first_token_s: float | None = None
@@ -105,6 +112,9 @@ class TurnRecord:
     error: str | None = None
     exit_code: int = ExitCode.OK
     trace_id: str | None = None  # the turn's trace in the dashboard, when telemetry is on
+    notices: list[str] = field(default_factory=list)
+    grounding: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"grounded": [], "ungrounded": []})
+    context: dict[str, Any] = field(default_factory=dict)  # the window and the largest request's estimate
 
     @property
     def ok(self) -> bool:
@@ -129,6 +139,9 @@ class TurnRecord:
             "plan": self.plan,
             "agents": [asdict(agent) for agent in self.agents],
             "tool_calls": [asdict(call) for call in self.tool_calls],
+            "grounding": self.grounding,
+            "notices": self.notices,
+            "context": self.context,
             "usage": {
                 "input_tokens": sum(a.input_tokens for a in self.agents),
                 "output_tokens": sum(a.output_tokens for a in self.agents),
@@ -162,6 +175,8 @@ class TravelPlanner:
         self.ollama = make_client(settings)
         self.tools = ToolServer(settings.mcp_server_url, settings.mcp_timeout)
         self.history: list[Message] = []
+        self.model_ctx: int | None = None  # the model's own context length, from /api/show
+        self.chars_per_token = DEFAULT_CHARS_PER_TOKEN  # learnt from Ollama's prompt counts
 
     async def __aenter__(self) -> TravelPlanner:
         return self
@@ -174,6 +189,7 @@ class TravelPlanner:
         """Check every dependency once, so problems show before the first question, not after."""
         version = await wait_until_reachable(self.ollama, self.settings, report)
         info = await check_model(self.ollama, self.model, self.settings.ollama_shown, self.settings.offline)
+        self.model_ctx, self.chars_per_token = info.context_length, DEFAULT_CHARS_PER_TOKEN
         try:
             tools = [tool.name for tool in await self.tools.connect()]
         except UserError as error:
@@ -185,14 +201,15 @@ class TravelPlanner:
 
     async def use_model(self, name: str) -> ModelInfo:
         info = await check_model(self.ollama, name, self.settings.ollama_shown, self.settings.offline)
-        self.model = name
+        self.model, self.model_ctx, self.chars_per_token = name, info.context_length, DEFAULT_CHARS_PER_TOKEN
         return info
 
     def reset(self) -> None:
         self.history.clear()
 
-    def _chat_client(self) -> OllamaChatClient:
-        return OllamaChatClient(
+    def _chat_client(self, agent: str) -> GuardedChatClient:
+        return GuardedChatClient(
+            agent=agent,
             client=self.ollama,
             model=self.model,
             function_invocation_configuration=FunctionInvocationConfiguration(
@@ -228,11 +245,14 @@ class TravelPlanner:
     async def _turn(self, prompt: str, on_event: Callable[[TurnEvent], None]) -> TurnRecord:
         record = TurnRecord(prompt=prompt, model=self.model)
         log = CallLog()
-        token = current_log.set(log)
+        meter = ContextMeter(self.settings.num_ctx, self.model_ctx, self.settings.max_output_tokens,
+                             chars_per_token=self.chars_per_token)  # fmt: skip
+        guard = TurnGuard(self.model, meter, self.settings.max_output_tokens)
+        token, guard_token = current_log.set(log), current_guard.set(guard)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.turn_timeout):
-                await self._run(prompt, record, log, started, on_event)
+                await self._run(prompt, record, log, guard, started, on_event)
         except asyncio.CancelledError:
             record.error, record.exit_code = "the turn was cancelled", ExitCode.INTERRUPTED
             raise
@@ -245,13 +265,24 @@ class TravelPlanner:
                 mcp_url=self.settings.mcp_server_url,
                 offline=self.settings.offline,
             )
+            if not isinstance(error, UserError) and meter.last_estimate >= 0.9 * meter.prompt_budget:
+                # A request that filled the context, then a broken reply or an Ollama error: the
+                # overflow is the cause, whatever the transport said.
+                explained = guard.overflow(meter.last_estimate)
             record.error, record.exit_code = explained.message, explained.code
             if explained.code == ExitCode.MCP_UNREACHABLE:
                 await self.tools.reset()
         finally:
             current_log.reset(token)
+            current_guard.reset(guard_token)
+            self.chars_per_token = meter.chars_per_token
             record.tool_calls = log.calls
             record.total_s = time.perf_counter() - started
+            record.context = {"window": meter.window, "num_ctx": meter.num_ctx, "model_context_length": meter.model_ctx,
+                              "largest_request_tokens_estimate": meter.largest}  # fmt: skip
+        if record.ok:
+            results = [(call.name, call.result) for call in record.tool_calls if call.ok and call.result is not None]
+            record.grounding = grounding.check(record.plan, results, request=prompt)
         if record.ok:
             self.history += [Message("user", [prompt]), Message("assistant", [record.plan])]
         return record
@@ -261,6 +292,7 @@ class TravelPlanner:
         prompt: str,
         record: TurnRecord,
         log: CallLog,
+        guard: TurnGuard,
         started: float,
         on_event: Callable[[TurnEvent], None],
     ) -> None:
@@ -268,17 +300,23 @@ class TravelPlanner:
         await wait_until_reachable(self.ollama, self.settings, lambda line: on_event(Notice(line)))
         functions = await self.tools.connect()
         agents = build_agents(
-            self._chat_client(), functions, self.settings.chat_options(), lambda name: [self.tools.middleware(name)]
+            self._chat_client, functions, self.settings.chat_options(), lambda name: [self.tools.middleware(name)]
         )
-        workflow = SequentialBuilder(
-            participants=agents,
-            output_from=[agents[-1]],
-            intermediate_output_from="all_other",
-            # Weather and Planner start on the previous agent's reply; several chat templates answer
-            # an assistant-final conversation with nothing, so the framework adds "please continue.".
-            ensure_trailing_user_turn=True,
-        ).build()
         offered = {agent.name: {tool.name for tool in agent.default_options.get("tools") or []} for agent in agents}
+        participants = [
+            CheckedAgentExecutor(
+                agent,
+                tools=frozenset(offered[agent.name]),
+                # Weather and Planner start on the previous agent's reply; several chat templates
+                # answer an assistant-final conversation with nothing, so "please continue." is added.
+                ensure_trailing_user_turn=True,
+            )
+            for agent in agents
+        ]
+        workflow = SequentialBuilder(
+            participants=participants, output_from=[participants[-1]], intermediate_output_from="all_other"
+        ).build()
+        recovered_ids: set[str] = set()
         by_name: dict[str, AgentRecord] = {}
         results_seen: dict[str, int] = {}
         invented: dict[str, ToolCall] = {}  # call_id -> a call to a tool that does not exist
@@ -286,7 +324,13 @@ class TravelPlanner:
         asked_for_tools: set[str] = set()  # agents whose current model call asked for tools
         conversation = [*self.history, Message("user", [prompt])]
 
+        def notify(message: str) -> None:
+            record.notices.append(message)
+            on_event(Notice(message))
+
         async for event in workflow.run(conversation, stream=True):
+            while guard.notices:
+                notify(guard.notices.pop(0))
             agent = event.executor_id if event.executor_id in AGENT_NAMES else None
             if agent is None:
                 continue
@@ -308,6 +352,10 @@ class TravelPlanner:
                     elif content.type == "function_call":
                         name, arguments = content.name or "?", _arguments(content.arguments)
                         asked_for_tools.add(agent)
+                        if (content.additional_properties or {}).get(RECOVERED):
+                            recovered_ids.add(content.call_id or "")
+                            current.tool_calls_from_text += 1
+                            notify(f"{agent} wrote a tool call as text; running it as one: {name}")
                         on_event(ToolStarted(agent, name, arguments))
                         if name not in offered.get(agent, ()):
                             # The framework answers the model with an error; the middleware never sees it.
@@ -325,6 +373,10 @@ class TravelPlanner:
                         results_seen[agent] = index + 1
                         mine = [c for c in log.calls if c.agent == agent and id(c) not in invented_ids]
                         if index < len(mine):
+                            mine[index].from_text = (content.call_id or "") in recovered_ids
+                            if mine[index].repeat == "cached":
+                                notify(f"{agent} called {mine[index].name} again with the same arguments; "
+                                       "it was given the same result and told to use it")  # fmt: skip
                             on_event(ToolFinished(agent, mine[index]))
                     elif content.type == "usage" and content.usage_details:
                         current.model_calls += 1
@@ -345,9 +397,19 @@ class TravelPlanner:
                         if agent in asked_for_tools:
                             asked_for_tools.discard(agent)
                             current.tool_rounds += 1
+            elif event.type == "data" and isinstance(event.data, Retrying) and agent in by_name:
+                # The answer streamed so far is not handed on: the agent answers once more.
+                current = by_name[agent]
+                current.retried, current.output = event.data.problem.kind, ""
+                notify(f"{agent}: {event.data.problem.cause}; asking it once more")
             elif event.type == "executor_completed" and agent in by_name:
                 current = by_name[agent]
                 current.duration_s = now - current.started_s
+                state = guard.agent(agent)
+                current.finish_reason = state.finish_reason
+                if agent in log.stopped:
+                    current.tool_loop_stopped = log.stopped[agent]
+                    notify(f"{agent}'s tool loop was ended: {log.stopped[agent]}")
                 if current.tool_rounds >= self.settings.max_tool_rounds:
                     current.hit_tool_limit = True
                     on_event(Notice(f"{agent} reached the limit of {self.settings.max_tool_rounds} tool rounds "
@@ -356,6 +418,8 @@ class TravelPlanner:
                     on_event(Notice(f"{agent} returned an empty reply (model {self.model})"))
                 on_event(AgentFinished(agent, current.output))
 
+        while guard.notices:
+            notify(guard.notices.pop(0))
         planner = by_name.get(AGENT_NAMES[-1])
         if planner is None or not planner.output.strip():
             raise UserError(
@@ -363,7 +427,8 @@ class TravelPlanner:
                 "or use a larger model",
                 ExitCode.TURN_FAILED,
             )
-        record.plan = planner.output.strip()
+        # The answer check passed, so words remain once any stray call syntax is taken out.
+        record.plan = strip_calls(planner.output, frozenset(offered.get(AGENT_NAMES[-1], ()))) or planner.output.strip()
 
 
 def _arguments(raw: Any) -> dict[str, Any]:

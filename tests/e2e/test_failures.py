@@ -142,8 +142,13 @@ def test_credentials_in_ollama_host_stay_out_of_messages(run_main):
 def test_an_empty_reply_is_reported(run_main):
     run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-empty")
     assert run.code == 1
-    assert "empty reply" in run.json()["error"]
-    assert_one_clear_line(run.stderr, "Planner returned no plan")
+    record = run.json()
+    assert record["ok"] is False and record["plan"] == ""
+    # The first agent's empty answer is retried once, then the turn stops naming agent, cause and fix.
+    assert record["error"].startswith("Researcher gave no usable answer with model misbehave-empty: its reply was empty")
+    assert "main.py fitness" in record["error"]
+    assert record["agents"][0]["retried"] == "empty"
+    assert_one_clear_line(run.stderr, "Researcher gave no usable answer")
 
 
 def test_ollama_dying_mid_reply_ends_the_turn_clearly(run_main):

@@ -1,0 +1,145 @@
+"""Which figures in an answer came from a tool result, and which came from nowhere.
+
+A figure is a number with a unit a traveller acts on: a temperature, an amount of money, a
+distance, millimetres of rain, hours. It is grounded when a tool result (or the traveller's own
+request) holds the same value, allowing for the rounding and the unit changes models make (°C to
+°F, km to miles, a decimal comma). The turn's JSON record and `main.py fitness` use this check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+_NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
+_CODE = r"(?:[A-Z]{3})"
+_FIGURE = re.compile(
+    rf"(?P<pre>[€$£¥₹])\s?(?P<a>{_NUMBER})"
+    rf"|(?P<b>{_NUMBER})\s?(?P<unit>°\s?[CF]\b|º\s?[CF]\b|°|degrees?(?:\s+(?:Celsius|Fahrenheit|C|F)\b)?"
+    rf"|mm\b|millimet(?:re|er)s?\b|cm\b|km\b|kilomet(?:re|er)s?\b|miles?\b|mi\b|hours?\b|hrs?\b|h\b"
+    rf"|{_CODE}\b|euros?\b|dollars?\b|pounds?\b|yen\b|kron(?:a|ur|or|er)\b|francs?\b|rupees?\b)",
+)
+_KIND = {"°": "temperature", "º": "temperature", "d": "temperature", "m": "rain", "c": "rain", "k": "distance",
+         "h": "hours"}  # fmt: skip
+
+
+def numbers(text: str) -> list[float]:
+    """The figures in a text: "1,234.5" and "229.87", and also "229,87" (a decimal comma, as a model
+    answering about euros may write it)."""
+    found = []
+    for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text):
+        n = n.rstrip(",")
+        found.append(float(n.replace(",", "")))
+        if re.fullmatch(r"\d+,\d{1,2}", n):
+            found.append(float(n.replace(",", ".")))
+    return found
+
+
+@dataclass(frozen=True)
+class Number:
+    """A figure an answer must state, within a tolerance (models round and reformat numbers)."""
+
+    value: float
+    tolerance: float
+
+    def found_in(self, text: str) -> bool:
+        return any(abs(n - abs(self.value)) <= self.tolerance for n in numbers(text))
+
+
+@dataclass(frozen=True)
+class Figure:
+    text: str  # as written: "22 °C", "€918.40"
+    value: float
+    kind: str  # temperature, money, distance, rain, hours
+
+    @property
+    def fahrenheit(self) -> bool:
+        return self.kind == "temperature" and "F" in self.text.split()[-1][-1:] + self.text[-1:]
+
+    @property
+    def miles(self) -> bool:
+        return self.kind == "distance" and bool(re.search(r"mi", self.text))
+
+
+def _kind(unit: str) -> str:
+    lowered = unit.lower()
+    if lowered.startswith(("mile", "mi")):
+        return "distance"
+    if lowered.startswith(("mm", "millim", "cm")):
+        return "rain"
+    if lowered.startswith(("hour", "hr")) or lowered == "h":
+        return "hours"
+    if lowered[:1] in "°º" or lowered.startswith("degree"):
+        return "temperature"
+    if lowered.startswith(("km", "kilom")):
+        return "distance"
+    return "money"
+
+
+def figures(text: str) -> list[Figure]:
+    """Every figure with a unit in the text, in order."""
+    found = []
+    for match in _FIGURE.finditer(text):
+        raw = match.group("a") or match.group("b")
+        raw = raw.rstrip(",")
+        if re.fullmatch(r"-?\d+,\d{1,2}", raw):  # a decimal comma
+            value = float(raw.replace(",", "."))
+        else:
+            value = float(raw.replace(",", ""))
+        kind = "money" if match.group("pre") else _kind(match.group("unit"))
+        found.append(Figure(match.group(0).strip(), value, kind))
+    return found
+
+
+def _values(result: Any) -> Iterable[float]:
+    """Every number in a tool result: its numeric fields, and numbers written inside its strings."""
+    if isinstance(result, bool):
+        return
+    if isinstance(result, int | float):
+        yield float(result)
+    elif isinstance(result, str):
+        yield from numbers(result)
+    elif isinstance(result, dict):
+        for value in result.values():
+            yield from _values(value)
+    elif isinstance(result, list):
+        for value in result:
+            yield from _values(value)
+
+
+def _matches(figure: Figure, value: float) -> bool:
+    candidates = [value]
+    if figure.fahrenheit:
+        candidates = [value * 9 / 5 + 32]
+    elif figure.miles:
+        candidates = [value / 1.609344]
+    for target in candidates:
+        tolerance = 1.5 if figure.fahrenheit else max(0.51, 0.01 * abs(target))
+        if figure.kind == "money":
+            tolerance = max(1.0, 0.01 * abs(target))
+        if abs(abs(figure.value) - abs(target)) <= tolerance:
+            return True
+    return False
+
+
+def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> dict[str, list[dict[str, Any]]]:
+    """{"grounded": [...], "ungrounded": [...]} for the figures in `text`.
+
+    `results` are (tool name, result) pairs; a figure the traveller wrote in the request counts as
+    grounded too (source "request").
+    """
+    sources = [(name, list(_values(result))) for name, result in results]
+    asked = numbers(request)
+    grounded, ungrounded = [], []
+    for figure in figures(text):
+        source = next((name for name, values in sources if any(_matches(figure, v) for v in values)), None)
+        if source is None and any(_matches(figure, v) for v in asked):
+            source = "request"
+        entry = {"figure": figure.text, "value": figure.value, "kind": figure.kind}
+        if source is None:
+            ungrounded.append(entry)
+        else:
+            grounded.append({**entry, "source": source})
+    return {"grounded": grounded, "ungrounded": ungrounded}

@@ -1,0 +1,230 @@
+"""The pipeline's guards around each model call and each agent's answer.
+
+GuardedChatClient is OllamaChatClient with three duties below the framework's tool loop: it fits
+the conversation into the model's context (context_budget), recovers tool calls the model wrote
+as text (text_calls) so the loop executes them, and notes each call's done_reason and prompt size.
+CheckedAgentExecutor is the workflow's AgentExecutor with an answer check (answers): an unusable
+answer is retried once with a corrective instruction, and a second failure stops the turn with one
+line naming the agent, the cause and the fix.
+
+The guard of the turn in progress is a ContextVar, as the tool-call log is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_framework import AgentExecutor, AgentExecutorResponse, ChatResponseUpdate, Content, Message, WorkflowEvent
+from agent_framework.ollama import OllamaChatClient
+from opentelemetry import trace
+
+from .answers import Problem, check_answer, failure_line
+from .context_budget import ContextMeter, ContextOverflow, fit, request_chars
+from .errors import ExitCode, UserError
+from .text_calls import find_calls, looks_like_call_start
+
+RECOVERED = "recovered_from_text"  # additional_properties flag on a function_call made from text
+
+
+@dataclass
+class AgentState:
+    finish_reason: str | None = None  # of the agent's latest model call
+    recovered: int = 0  # tool calls recovered from its text
+    retried: str | None = None  # the problem its first answer had
+
+
+@dataclass
+class TurnGuard:
+    model: str
+    meter: ContextMeter
+    max_output: int
+    agents: dict[str, AgentState] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # drained by the workflow as the turn goes
+
+    def agent(self, name: str) -> AgentState:
+        return self.agents.setdefault(name, AgentState())
+
+    def overflow(self, tokens: int) -> UserError:
+        meter = self.meter
+        supports = f"; the model supports up to {meter.model_ctx}" if meter.model_ctx else ""
+        return UserError(
+            f"the conversation no longer fits model {self.model}'s context: about {tokens} tokens against "
+            f"{meter.window} (OLLAMA_NUM_CTX={meter.num_ctx}{supports}); type /reset or ask a shorter "
+            "question, or raise OLLAMA_NUM_CTX",
+            ExitCode.TURN_FAILED,
+        )
+
+
+current_guard: ContextVar[TurnGuard | None] = ContextVar("current_guard", default=None)
+
+
+def _tool_names(options: Mapping[str, Any]) -> frozenset[str]:
+    if options.get("tool_choice") == "none":
+        return frozenset()
+    return frozenset(name for tool in options.get("tools") or [] if (name := getattr(tool, "name", None)))
+
+
+class GuardedChatClient(OllamaChatClient):
+    """OllamaChatClient for one agent of the team, with the guards described above."""
+
+    def __init__(self, *, agent: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agent = agent
+
+    def _inner_get_response(self, *, messages: Sequence[Message], options: Mapping[str, Any], stream: bool = False,
+                            **kwargs: Any) -> Any:  # fmt: skip
+        guard = current_guard.get()
+        if guard is None or not stream:
+            return super()._inner_get_response(messages=messages, options=options, stream=stream, **kwargs)
+        return self._build_response_stream(
+            self._guarded(guard, list(messages), options, kwargs), response_format=options.get("response_format")
+        )
+
+    async def _guarded(self, guard: TurnGuard, messages: list[Message], options: Mapping[str, Any],
+                       kwargs: dict[str, Any]) -> AsyncIterable[ChatResponseUpdate]:  # fmt: skip
+        try:
+            sent = fit(messages, dict(options), guard.meter)
+        except ContextOverflow as overflow:
+            raise guard.overflow(overflow.tokens) from None
+        if guard.meter.trims:
+            guard.notices.append(
+                f"{self.agent}: the conversation was trimmed to fit model {guard.model}'s context of "
+                f"{guard.meter.window} tokens ({', '.join(guard.meter.trims)})"
+            )
+        chars = request_chars(sent, dict(options))
+        state = guard.agent(self.agent)
+        tools = _tool_names(options)
+        inner = super()._inner_get_response(messages=sent, options=options, stream=True, **kwargs)
+        text, held, holding, called = "", [], None, False
+        async for update in inner:
+            called = called or any(c.type == "function_call" for c in update.contents)
+            text += "".join(c.text or "" for c in update.contents if c.type == "text")
+            if update.finish_reason is not None:
+                state.finish_reason = str(getattr(update.finish_reason, "value", update.finish_reason))
+            for content in update.contents:
+                if content.type == "usage" and content.usage_details:
+                    self._measured(guard, chars, content.usage_details.get("input_token_count"))
+            if holding is None and tools and text.strip():
+                # A reply that starts like a call written as text is held back until it is complete,
+                # so that a recovered call does not also reach the screen (and the next agent) as text.
+                holding = looks_like_call_start(text)
+            if holding and not called:
+                held.append(update)
+                continue
+            yield update
+        calls = find_calls(text, tools) if tools and not called else []
+        if not calls:
+            for update in held:
+                yield update
+            return
+        state.recovered += len(calls)
+        span = trace.get_current_span()
+        span.set_attribute("travel.tool_calls_recovered", state.recovered)
+        span.add_event("tool calls recovered from text", {"travel.agent": self.agent,
+                                                          "travel.tools": [c.name for c in calls]})  # fmt: skip
+        for update in held:  # keep what is not text (the final chunk's usage and finish reason)
+            rest = [c for c in update.contents if c.type != "text"]
+            if rest or update.finish_reason is not None:
+                yield ChatResponseUpdate(contents=rest, role=update.role, model=update.model,
+                                         created_at=update.created_at, finish_reason=update.finish_reason)  # fmt: skip
+        yield ChatResponseUpdate(
+            contents=[
+                Content.from_function_call(
+                    call_id=f"text-{uuid.uuid4().hex[:12]}",
+                    name=call.name,
+                    arguments=call.arguments,
+                    additional_properties={RECOVERED: True},
+                )
+                for call in calls
+            ],
+            role="assistant",
+        )
+
+    def _measured(self, guard: TurnGuard, chars: int, prompt_tokens: int | None) -> None:
+        meter = guard.meter
+        if meter.filled(prompt_tokens):
+            guard.notices.append(
+                f"{self.agent}: the prompt filled model {guard.model}'s whole context ({prompt_tokens} tokens), "
+                "so Ollama left out its oldest part; raise OLLAMA_NUM_CTX or type /reset"
+            )
+        meter.learn(chars, prompt_tokens)
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """Workflow event data: the agent's answer was not usable and it is asked once more."""
+
+    agent: str
+    problem: Problem
+
+
+def final_text(messages: Sequence[Message]) -> str:
+    """What the agent answered: its text after its last tool exchange."""
+    last_tool = max(
+        (i for i, m in enumerate(messages) if any(c.type in ("function_call", "function_result") for c in m.contents)),
+        default=-1,
+    )
+    return "\n".join(m.text for m in messages[last_tool + 1 :] if m.role == "assistant" and m.text).strip()
+
+
+def _exchange(messages: Sequence[Message]) -> list[Message]:
+    """The tool calls and results of an attempt, without its unusable answer."""
+    kept = []
+    for message in messages:
+        contents = [c for c in message.contents if c.type in ("function_call", "function_result")]
+        if contents:
+            kept.append(Message(message.role, contents, author_name=message.author_name))
+    return kept
+
+
+class CheckedAgentExecutor(AgentExecutor):
+    """AgentExecutor whose agent's answer is checked before it is handed to the next agent.
+
+    Overrides the framework's _run_agent_and_emit (streaming runs only; a non-streaming run keeps
+    the framework's behaviour) and hands on what the framework hands on: an AgentExecutorResponse
+    with the full conversation.
+    """
+
+    def __init__(self, agent: Any, *, tools: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(agent, **kwargs)
+        self.tools = tools
+
+    async def _stream(self, ctx: Any, messages: list[Message], session: Any, options: dict[str, Any] | None) -> Any:
+        stream = self._agent.run(messages, stream=True, session=session,
+                                 **({"options": options} if options else {}))  # fmt: skip
+        async for update in stream:
+            await ctx.yield_output(update)
+        return await stream.get_final_response()
+
+    async def _run_agent_and_emit(self, ctx: Any) -> None:
+        guard = current_guard.get()
+        if guard is None or not ctx.is_streaming():
+            await super()._run_agent_and_emit(ctx)
+            return
+        messages = self._build_invocation_messages()
+        state = guard.agent(self.id)
+        response = await self._stream(ctx, messages, self._session, None)
+        kept = list(response.messages)
+        problem = check_answer(final_text(response.messages), state.finish_reason, self.tools, guard.max_output)
+        if problem is not None:
+            state.retried = problem.kind
+            await ctx.add_event(WorkflowEvent("data", executor_id=self.id, data=Retrying(self.id, problem)))
+            exchange = _exchange(response.messages)
+            state.finish_reason = None
+            retry = await self._stream(
+                ctx,
+                [*messages, *exchange, Message("user", [problem.instruction])],
+                self._agent.create_session(),
+                {"tool_choice": "none"} if problem.without_tools else None,
+            )
+            again = check_answer(final_text(retry.messages), state.finish_reason, self.tools, guard.max_output)
+            if again is not None:
+                raise UserError(failure_line(self.id, guard.model, again), ExitCode.TURN_FAILED)
+            kept, response = [*exchange, *retry.messages], retry
+        self._full_conversation = [*self._cache, *kept]
+        await ctx.send_message(AgentExecutorResponse(self.id, response, full_conversation=self._full_conversation))
+        self._cache.clear()
