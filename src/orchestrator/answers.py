@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from .text_calls import only_calls
 
 EMPTY, TOOL_SYNTAX, CUT, REPETITIVE = "empty", "tool-call syntax", "cut at the token limit", "repeats itself"
-FITNESS_FIX = "use a larger model (e.g. qwen2.5:7b or phi4-mini), and check which models drive the tools with: main.py fitness"
+FITNESS_FIX = (
+    "use a larger model (e.g. qwen2.5:7b or phi4-mini), and check which models drive the tools with: main.py fitness"
+)
 
 
 @dataclass(frozen=True)

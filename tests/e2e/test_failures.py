@@ -145,7 +145,9 @@ def test_an_empty_reply_is_reported(run_main):
     record = run.json()
     assert record["ok"] is False and record["plan"] == ""
     # The first agent's empty answer is retried once, then the turn stops naming agent, cause and fix.
-    assert record["error"].startswith("Researcher gave no usable answer with model misbehave-empty: its reply was empty")
+    assert record["error"].startswith(
+        "Researcher gave no usable answer with model misbehave-empty: its reply was empty"
+    )
     assert "main.py fitness" in record["error"]
     assert record["agents"][0]["retried"] == "empty"
     assert_one_clear_line(run.stderr, "Researcher gave no usable answer")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import httpx
 import ollama
 
 from ..errors import ExitCode, UserError, from_ollama_status
+from ..grounding import Number, check
 from ..ollama_connection import make_client, wait_until_reachable
 from ..settings import Settings
 from .common import mcp_session, ollama_tool, one_line, quiet_logging, settings_or_exit, table, tool_result
@@ -36,29 +36,6 @@ SYSTEM = (
     "then answer briefly from its result."
 )
 MAX_ROUNDS = 3  # tool rounds a model gets before it must answer
-
-
-@dataclass(frozen=True)
-class Number:
-    """A figure an answer must state, within a tolerance (models round and reformat numbers)."""
-
-    value: float
-    tolerance: float
-
-    def found_in(self, text: str) -> bool:
-        return any(abs(n - abs(self.value)) <= self.tolerance for n in _numbers(text))
-
-
-def _numbers(text: str) -> list[float]:
-    """The figures in a text: "1,234.5" and "229.87", and also "229,87" (a decimal comma, as a model
-    answering about euros may write it)."""
-    found = []
-    for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text):
-        n = n.rstrip(",")
-        found.append(float(n.replace(",", "")))
-        if re.fullmatch(r"\d+,\d{1,2}", n):
-            found.append(float(n.replace(",", ".")))
-    return found
 
 
 Fact = str | Number
@@ -163,6 +140,7 @@ class Attempt:
     answer: str = ""
     seconds: float = 0.0
     expected: list[Fact] = field(default_factory=list)  # from the result: what a grounded answer states
+    ungrounded: list[str] = field(default_factory=list)  # figures the answer states that no tool returned
 
 
 @dataclass
@@ -212,6 +190,7 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
     """One question, through as many tool rounds as the model takes (at most MAX_ROUNDS)."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": case.question}]
     result: Attempt | None = None
+    results: list[tuple[str, Any]] = []  # what the tools returned, for the grounding check
     for _ in range(MAX_ROUNDS + 1):
         try:
             response = await client.chat(model=model, messages=messages, tools=tools, options=options, stream=False)
@@ -235,6 +214,7 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
             if result is None:  # no tool was ever called
                 return Attempt(NO_CALL, f"answered: {answer[:80]!r}" if answer else "empty reply", answer=answer)
             result.answer = answer
+            result.ungrounded = [f["figure"] for f in check(answer, results, request=case.question)["ungrounded"]]
             if not answer:
                 result.outcome, result.detail = NO_ANSWER, "empty answer after the tool result"
             elif result.outcome == PASS and not _grounded(answer, result.expected):
@@ -246,6 +226,8 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
         for call in calls:
             name, arguments = call.function.name, dict(call.function.arguments)
             ok, payload = await _call_tool(session, name, arguments)
+            if ok:
+                results.append((name, payload))
             messages.append({"role": "tool", "tool_name": name, "content": _as_text(payload)})
             if result is None or (result.outcome != PASS and name == case.tool):
                 result = _judge(case, name, arguments, ok, payload, [c.function.name for c in calls])

@@ -1,0 +1,140 @@
+"""The pipeline's checks on what a model wrote: text tool calls, answers, context fitting, grounding."""
+
+from __future__ import annotations
+
+import pytest
+from agent_framework import Content, Message
+
+from orchestrator import grounding
+from orchestrator.answers import CUT, EMPTY, REPETITIVE, TOOL_SYNTAX, check_answer
+from orchestrator.context_budget import TRIMMED_RESULT, ContextMeter, ContextOverflow, fit
+from orchestrator.text_calls import TextCall, find_calls, looks_like_call_start, only_calls, strip_calls
+
+TOOLS = frozenset({"get_destination", "convert_currency", "time_difference"})
+LISBON = TextCall("get_destination", {"city": "Lisbon"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "get_destination", "arguments": {"city": "Lisbon"}}',
+        'I will look it up.\n```json\n{"name": "get_destination", "arguments": {"city": "Lisbon"}}\n```',
+        '<tool_call>\n{"name": "get_destination", "arguments": {"city": "Lisbon"}}\n</tool_call>',
+        '[TOOL_CALLS][{"name": "get_destination", "arguments": {"city": "Lisbon"}}]',
+        '[TOOL_CALLS]get_destination[ARGS]{"city": "Lisbon"}',
+        '[get_destination(city="Lisbon")]',
+        'functools[{"name": "get_destination", "arguments": "{\\"city\\": \\"Lisbon\\"}"}]',
+        '{"type": "function", "function": {"name": "get_destination", "parameters": {"city": "Lisbon"}}}',
+        '{"name": "get_destination", "city": "Lisbon"}',
+    ],
+)
+def test_every_written_form_of_a_call_is_recovered(text):
+    assert find_calls(text, TOOLS) == [LISBON]
+    assert only_calls(text, TOOLS) or strip_calls(text, TOOLS) == "I will look it up."
+
+
+def test_calls_one_a_line_are_recovered_in_order_and_once():
+    text = "\n".join(
+        [
+            '{"name": "get_destination", "arguments": {"city": "Lisbon"}}',
+            '{"name": "time_difference", "arguments": {"from_city": "London", "to_city": "Lisbon"}}',
+            '{"name": "get_destination", "arguments": {"city": "Lisbon"}}',
+        ]
+    )
+    assert [c.name for c in find_calls(text, TOOLS)] == ["get_destination", "time_difference"]
+
+
+def test_text_naming_no_tool_of_the_agent_stays_text():
+    prose = 'Lisbon is lovely in May. Prices look like {"coffee": 1.2}. You could call get_destination(city="X").'
+    assert find_calls(prose, TOOLS) == []
+    assert not only_calls(prose, TOOLS)
+    other = '{"name": "get_climate", "arguments": {"city": "Lisbon", "month": 5}}'
+    assert find_calls(other, TOOLS) == []
+    assert only_calls(other, TOOLS)  # still no answer: call syntax for a tool this agent lacks
+
+
+def test_a_reply_that_starts_like_a_call_is_held_back():
+    assert looks_like_call_start('  {"name"')
+    assert looks_like_call_start("```json")
+    assert looks_like_call_start("<tool_call>")
+    assert not looks_like_call_start("Lisbon, Portugal")
+
+
+def test_answers_are_checked_before_they_are_handed_on():
+    assert check_answer("", "stop", TOOLS, 2048).kind == EMPTY
+    assert check_answer("   \n", "stop", TOOLS, 2048).kind == EMPTY
+    calls = '{"name": "get_destination", "arguments": {"city": "Lisbon"}}\n' * 5
+    assert check_answer(calls, "stop", TOOLS, 2048).kind == TOOL_SYNTAX
+    assert check_answer("Lisbon in May is warm and " * 5, "length", TOOLS, 2048).kind == CUT
+    looping = "Day 1: visit the castle and walk by the river.\n" * 8
+    assert check_answer(looping, "stop", TOOLS, 2048).kind == REPETITIVE
+    plan = "\n".join(f"Day {d} (Lisbon): morning at {p}; afternoon at the river; evening in Alfama." for d, p in
+                     enumerate(["Belem Tower", "the castle", "LX Factory", "Sintra"], start=1))  # fmt: skip
+    assert check_answer(plan, "stop", TOOLS, 2048) is None
+
+
+def _result_message(call_id: str, text: str) -> Message:
+    return Message("tool", [Content.from_function_result(call_id=call_id, result=text)])
+
+
+def _conversation(earlier_answer: str, result: str) -> list[Message]:
+    return [
+        Message("user", ["3 days in Lisbon in May"]),
+        Message("assistant", [Content.from_function_call(call_id="1", name=LISBON.name, arguments=LISBON.arguments)]),
+        _result_message("1", result),
+        Message("assistant", [earlier_answer]),
+        Message("user", ["please continue."]),
+    ]  # fmt: skip
+
+
+def test_a_conversation_that_fits_is_sent_as_it_is():
+    meter = ContextMeter(num_ctx=8192, model_ctx=32768, max_output=2048)
+    messages = _conversation("Lisbon, Portugal.", '{"city": "Lisbon"}')
+    assert fit(messages, {}, meter) == messages
+    assert meter.window == 8192 and meter.trims == []
+
+
+def test_earlier_tool_results_then_answers_are_trimmed_to_fit():
+    meter = ContextMeter(num_ctx=8192, model_ctx=2048, max_output=2048)  # the model's own limit wins
+    assert meter.window == 2048 and meter.prompt_budget == 1536
+    messages = _conversation("Lisbon facts. " * 300, "x" * 3000)
+    sent = fit(messages, {}, meter)
+    assert sent is not messages and len(sent) == len(messages)
+    assert sent[2].contents[0].result == TRIMMED_RESULT
+    assert messages[2].contents[0].result == "x" * 3000  # the framework's own copy is untouched
+    assert sent[0].text == "3 days in Lisbon in May"
+    assert meter.last_estimate <= meter.prompt_budget and meter.trims
+
+
+def test_a_request_that_cannot_fit_is_an_overflow():
+    meter = ContextMeter(num_ctx=512, model_ctx=None, max_output=128)
+    with pytest.raises(ContextOverflow):
+        fit([Message("user", ["Lisbon " * 2000])], {}, meter)
+
+
+def test_the_real_token_count_teaches_the_ratio():
+    meter = ContextMeter(num_ctx=8192, model_ctx=None, max_output=512)
+    meter.learn(chars=4000, prompt_tokens=2000)
+    assert meter.chars_per_token == 2.0
+    assert meter.filled(8190) and not meter.filled(4000)
+
+
+def test_figures_from_tools_are_grounded_and_others_are_not():
+    plan = ("Highs around 22 °C (72°F), 35 mm of rain. 800 GBP is about 918.40 EUR. Porto is 313 km "
+            "(194 miles) away, 3.5 hours by train. A dinner costs €45.")  # fmt: skip
+    results = [
+        ("get_climate", {"months": [{"high_c": 22.1, "low_c": 14, "precip_mm": 35}]}),
+        ("convert_currency", {"amount": 800, "converted": 918.4}),
+        ("travel_distance", {"distance_km": 313, "travel_hours": 3.5}),
+    ]
+    checked = grounding.check(plan, results, request="3 days in Lisbon with 800 GBP")
+    grounded = {g["figure"]: g["source"] for g in checked["grounded"]}
+    assert grounded == {"22 °C": "get_climate", "72°F": "get_climate", "35 mm": "get_climate",
+                        "800 GBP": "convert_currency", "918.40 EUR": "convert_currency", "313 km": "travel_distance",
+                        "194 miles": "travel_distance", "3.5 hours": "travel_distance"}  # fmt: skip
+    assert [u["figure"] for u in checked["ungrounded"]] == ["€45"]
+
+
+def test_a_decimal_comma_counts_as_the_same_figure():
+    checked = grounding.check("about 918,40 EUR", [("convert_currency", {"converted": 918.4})])
+    assert checked["grounded"] and not checked["ungrounded"]
