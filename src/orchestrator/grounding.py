@@ -21,8 +21,6 @@ _FIGURE = re.compile(
     rf"|mm\b|millimet(?:re|er)s?\b|cm\b|km\b|kilomet(?:re|er)s?\b|miles?\b|mi\b|hours?\b|hrs?\b|h\b"
     rf"|{_CODE}\b|euros?\b|dollars?\b|pounds?\b|yen\b|kron(?:a|ur|or|er)\b|francs?\b|rupees?\b)",
 )
-_KIND = {"°": "temperature", "º": "temperature", "d": "temperature", "m": "rain", "c": "rain", "k": "distance",
-         "h": "hours"}  # fmt: skip
 
 
 def numbers(text: str) -> list[float]:
@@ -124,6 +122,15 @@ def _matches(figure: Figure, value: float) -> bool:
     return False
 
 
+PREFERRED = {
+    "temperature": ("get_climate",),
+    "rain": ("get_climate",),
+    "money": ("convert_currency",),
+    "distance": ("travel_distance",),
+    "hours": ("travel_distance", "time_difference"),
+}
+
+
 def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> dict[str, list[dict[str, Any]]]:
     """{"grounded": [...], "ungrounded": [...]} for the figures in `text`.
 
@@ -134,7 +141,11 @@ def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> d
     asked = numbers(request)
     grounded, ungrounded = [], []
     for figure in figures(text):
-        source = next((name for name, values in sources if any(_matches(figure, v) for v in values)), None)
+        # The tool that reports this kind of figure is asked first: 14 °C is the climate's low even
+        # when a destination's record holds a 14 somewhere too.
+        preferred = PREFERRED.get(figure.kind, ())
+        ranked = sorted(sources, key=lambda source: source[0] not in preferred)
+        source = next((name for name, values in ranked if any(_matches(figure, v) for v in values)), None)
         if source is None and any(_matches(figure, v) for v in asked):
             source = "request"
         entry = {"figure": figure.text, "value": figure.value, "kind": figure.kind}

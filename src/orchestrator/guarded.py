@@ -52,9 +52,9 @@ class TurnGuard:
         meter = self.meter
         supports = f"; the model supports up to {meter.model_ctx}" if meter.model_ctx else ""
         return UserError(
-            f"the conversation no longer fits model {self.model}'s context: about {tokens} tokens against "
-            f"{meter.window} (OLLAMA_NUM_CTX={meter.num_ctx}{supports}); type /reset or ask a shorter "
-            "question, or raise OLLAMA_NUM_CTX",
+            f"the conversation no longer fits model {self.model}'s context: about {tokens} tokens where "
+            f"{meter.prompt_budget} fit beside the reply (a window of {meter.window}, OLLAMA_NUM_CTX={meter.num_ctx}"
+            f"{supports}); type /reset or ask a shorter question, or raise OLLAMA_NUM_CTX",
             ExitCode.TURN_FAILED,
         )
 

@@ -236,3 +236,15 @@ def test_sigterm_during_a_one_shot_plan_still_flushes_its_trace(traced_tools, da
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=15) == 143
     dashboard.wait_for(lambda t: any(s["name"] == "travel_plan" for s in t["spans"]), 15)
+
+
+def test_a_recovered_text_tool_call_is_marked_on_its_span(traced_run, dashboard):
+    run = traced_run("--prompt", TRIP, "--json", "--model", "misbehave-textcalls")
+    assert run.returncode == 0, run.stderr
+    spans = spans_of(dashboard, json.loads(run.stdout)["trace_id"], {"orchestrator", "mcp-server"})
+    marked = [s for s in spans if s["attributes"].get("travel.tool_calls_recovered")]
+    assert marked, sorted({s["name"] for s in spans})
+    assert {s["name"] for s in marked} <= {"chat misbehave-textcalls", "invoke_agent Researcher",
+                                            "invoke_agent Weather", "invoke_agent Planner", "travel_plan"}  # fmt: skip
+    # the tool calls made from text are real tool calls in the trace, answered by the tool server
+    assert any(s["service"] == "mcp-server" and s["name"] == "tools/call get_destination" for s in spans)

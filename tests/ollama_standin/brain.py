@@ -29,15 +29,31 @@ class Reply:
     abort_after_chunks: when set, the server drops the connection after sending this many
         streamed chunks (imitates Ollama dying mid-reply).
     error: when set, (status, message) the server answers with instead of a reply.
+
+    A brain that really generates (llama_brain.LlamaBrain) also reports what its runner measured;
+    when set, the server uses these instead of its own estimates:
+    done_reason: "stop" or "length" (it stopped at num_predict or the end of the context).
+    eval_count: tokens generated; prompt_eval_count: tokens in the prompt it evaluated.
+    load_duration, prompt_eval_duration, eval_duration: nanoseconds it spent loading the model
+        (during this request), evaluating the prompt, and generating.
     """
 
     content: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     abort_after_chunks: int | None = None
     error: tuple[int, str] | None = None
+    done_reason: str | None = None
+    eval_count: int | None = None
+    prompt_eval_count: int | None = None
+    load_duration: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_duration: int | None = None
 
 
 class Brain(Protocol):
+    """Decides one reply. A brain whose class sets `wants_template = True` is also given the
+    model's Ollama TEMPLATE as `reply(..., template=...)` (Ollama takes its tool-call tag from it)."""
+
     def reply(
         self,
         model: str,
@@ -189,6 +205,10 @@ def _call(name: str, **arguments: Any) -> dict[str, Any]:
 
 class TravelBrain:
     def reply(self, model, messages, tools, options) -> Reply:
+        reply = self._reply(model, messages, tools, options)
+        return _as_small_models_write(model, messages, reply, options)
+
+    def _reply(self, model, messages, tools, options) -> Reply:
         misbehaviour = self._misbehave(model, messages, tools)
         if misbehaviour is not None:
             return misbehaviour
@@ -371,6 +391,41 @@ class TravelBrain:
                 error=(500, 'error parsing tool call: raw=\'{"name": "get_destination", "arguments": {"city\'')
             )
         return None
+
+
+def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Reply, options) -> Reply:
+    """The scripted reply, as the small local models reported in issue 12 write it.
+
+    misbehave-textcalls: tool calls as text, not through the tool-call channel: the Researcher one
+        JSON object a line, the Weather agent in a ```json fence, the Planner in <tool_call> tags.
+    misbehave-long: an agent's first answer runs past num_predict (done_reason "length"); told it
+        was cut, it answers briefly.
+    misbehave-repetitive: an agent's first answer repeats its lines; told so, it answers properly.
+    misbehave-syntax: every answer is a tool call, as text, to a tool no agent has.
+    """
+    kind = model.split(":")[0].removeprefix("misbehave-") if model.startswith("misbehave-") else ""
+    last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+    system = " ".join(m.get("content") or "" for m in messages if m.get("role") == "system")
+    if kind == "textcalls" and reply.tool_calls:
+        lines = [json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]})
+                 for c in reply.tool_calls]  # fmt: skip
+        if "You are the Weather" in system:
+            text = "```json\n" + "\n".join(lines) + "\n```"
+        elif "You are the Planner" in system:
+            text = "\n".join(f"<tool_call>\n{line}\n</tool_call>" for line in lines)
+        else:
+            text = "\n".join(lines)
+        return Reply(content=text)
+    if reply.tool_calls or not reply.content:
+        return reply
+    if kind == "long" and "cut off" not in last:
+        limit = int(options.get("num_predict") or 2048)
+        return Reply(content=reply.content + " More details follow." * limit)
+    if kind == "repetitive" and "repeated itself" not in last:
+        return Reply(content="\n".join([reply.content.splitlines()[0]] * 12))
+    if kind == "syntax":
+        return Reply(content=json.dumps({"name": "book_hotel", "arguments": {"city": "Lisbon", "nights": 3}}))
+    return reply
 
 
 def _intent(text: str, request: Request) -> dict[str, Any] | None:

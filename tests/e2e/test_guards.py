@@ -1,0 +1,118 @@
+"""What small local models do wrong, and what the pipeline makes of it (issue 12): tool calls written
+as text are run, unusable answers are retried once then reported, repeated calls are cut short, the
+conversation is fitted to the context, and the plan's figures are checked against the tools."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+TRIP = "3 days in Lisbon in May, I fly from London with 800 GBP"
+
+
+def test_tool_calls_written_as_text_are_run_as_tool_calls(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-textcalls")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    called = [(c["agent"], c["name"]) for c in record["tool_calls"]]
+    assert ("Researcher", "get_destination") in called and ("Researcher", "convert_currency") in called
+    assert ("Weather", "get_climate") in called
+    assert all(c["from_text"] and c["ok"] for c in record["tool_calls"])
+    agents = {a["name"]: a for a in record["agents"]}
+    assert agents["Researcher"]["tool_calls_from_text"] >= 2 and agents["Weather"]["tool_calls_from_text"] == 1
+    assert any("wrote a tool call as text" in n for n in record["notices"])
+    # No call syntax is handed on or shown as the plan; the facts the tools returned are.
+    for agent in record["agents"]:
+        assert '"arguments"' not in agent["output"], agent["output"]
+    climate = next(c["result"] for c in record["tool_calls"] if c["name"] == "get_climate")
+    high = climate["months"][0]["high_c"]
+    assert f"{high:g} °C" in record["plan"]
+    assert "EUR" in agents["Researcher"]["output"]
+
+
+def test_the_notice_of_a_recovered_call_shows_while_it_happens(run_main):
+    run = run_main("--prompt", TRIP, "--model", "misbehave-textcalls")
+    assert run.code == 0, run.stderr
+    assert "! Researcher wrote a tool call as text; running it as one: get_destination" in run.stderr
+    assert '{"name"' not in run.stdout  # the plan
+
+
+def test_an_answer_cut_at_the_token_limit_is_asked_again(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-long", OLLAMA_MAX_OUTPUT_TOKENS="300")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    assert all(a["retried"] == "cut at the token limit" for a in record["agents"])
+    assert all(a["finish_reason"] == "stop" for a in record["agents"])
+    assert any("cut at the output-token limit (300 tokens, OLLAMA_MAX_OUTPUT_TOKENS)" in n for n in record["notices"])
+    assert "More details follow" not in record["plan"]
+
+
+def test_an_answer_that_repeats_itself_is_asked_again(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-repetitive")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    assert [a["retried"] for a in record["agents"]] == ["repeats itself"] * 3
+    first = record["agents"][0]["output"].splitlines()[0]
+    assert record["agents"][0]["output"].count(first) == 1
+
+
+def test_an_answer_made_of_tool_call_syntax_fails_the_turn_with_one_line(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-syntax")
+    assert run.code == 1
+    record = run.json()
+    assert record["ok"] is False and record["plan"] == ""
+    assert record["error"].startswith(
+        "Researcher gave no usable answer with model misbehave-syntax: its reply was only tool-call syntax"
+    )
+    assert "main.py fitness" in record["error"]
+    assert "Traceback" not in run.stderr
+    (line,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert "Researcher gave no usable answer" in line
+
+
+def test_the_same_call_again_is_answered_from_cache_and_a_third_ends_the_loop(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-loop")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    researcher = [c for c in record["tool_calls"] if c["agent"] == "Researcher"]
+    assert [c["repeat"] for c in researcher] == [None, "cached", "stopped"]
+    assert researcher[1]["result"] == researcher[0]["result"]  # the tool server was asked once
+    agents = {a["name"]: a for a in record["agents"]}
+    assert (
+        agents["Researcher"]["tool_loop_stopped"]
+        == "it called get_destination with the same arguments 3 times in a row"
+    )
+    assert agents["Researcher"]["hit_tool_limit"] is False
+    assert "Lisbon" in agents["Researcher"]["output"]  # it answered from the result once the tools closed
+
+
+def test_a_small_context_trims_earlier_results_and_the_plan_is_still_made(run_main):
+    run = run_main("--prompt", TRIP, "--json", OLLAMA_NUM_CTX="2048", OLLAMA_MAX_OUTPUT_TOKENS="512")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    assert record["context"]["window"] == 2048
+    assert record["context"]["largest_request_tokens_estimate"] <= 2048 - 512
+    assert any("trimmed to fit" in n for n in record["notices"])
+    # The scripted Planner plans from raw tool results, which were the first thing trimmed; a real
+    # model reads the earlier agents' summaries. What matters here: the turn went on and ended.
+    assert record["ok"] and record["plan"]
+
+
+def test_a_request_larger_than_the_context_is_reported_as_an_overflow(run_main):
+    long_prompt = TRIP + ". " + "I like museums, food and long walks by the sea. " * 120
+    run = run_main("--prompt", long_prompt, "--json", OLLAMA_NUM_CTX="1024")
+    assert run.code == 1
+    error = run.json()["error"]
+    assert error.startswith("the conversation no longer fits model qwen2.5:7b's context")
+    assert "OLLAMA_NUM_CTX" in error and "/reset" in error and "broke" not in error
+
+
+def test_the_plans_figures_are_checked_against_the_tool_results(run_main):
+    run = run_main("--prompt", TRIP, "--json")
+    assert run.code == 0, run.stderr
+    grounding = run.json()["grounding"]
+    kinds = {g["kind"] for g in grounding["grounded"]}
+    assert "temperature" in kinds
+    assert all(g["source"] == "get_climate" for g in grounding["grounded"] if g["kind"] == "temperature")
+    assert grounding["ungrounded"] == []
