@@ -9,11 +9,13 @@ user sees when the retry fails too.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .text_calls import only_calls
 
 EMPTY, TOOL_SYNTAX, CUT, REPETITIVE = "empty", "tool-call syntax", "cut at the token limit", "repeats itself"
+UNGROUNDED = "figures no tool returned"
 FITNESS_FIX = (
     "use a larger model (e.g. qwen2.5:7b or phi4-mini), and check which models drive the tools with: main.py fitness"
 )
@@ -41,8 +43,14 @@ def repeats_itself(text: str) -> bool:
     return len(set(shingles)) < 0.5 * len(shingles)
 
 
-def check_answer(text: str, finish_reason: str | None, tools: frozenset[str], max_tokens: int) -> Problem | None:
-    """The first problem with an agent's final answer, or None when it can be handed on."""
+def check_answer(
+    text: str, finish_reason: str | None, tools: frozenset[str], max_tokens: int, ungrounded: Sequence[str] = ()
+) -> Problem | None:
+    """The first problem with an agent's final answer, or None when it can be handed on.
+
+    `ungrounded`: the figures (temperatures, amounts, distances, rain) the answer states that no
+    tool result and not the traveller's request holds (grounding.check).
+    """
     if not re.search(r"[^\W\d_]{2,}", text):
         return Problem(
             EMPTY,
@@ -72,6 +80,15 @@ def check_answer(text: str, finish_reason: str | None, tools: frozenset[str], ma
             REPETITIVE,
             "its reply kept repeating itself",
             "Your last reply repeated itself. Answer again, briefly, saying each thing once.",
+            FITNESS_FIX,
+        )
+    if ungrounded:
+        shown = ", ".join(ungrounded[:5])
+        return Problem(
+            UNGROUNDED,
+            f"its answer states figures no tool returned ({shown})",
+            f"Your last answer stated figures that no tool returned: {shown}. Use only the figures in the "
+            "tool results above, and leave out any figure you do not have. Answer again.",
             FITNESS_FIX,
         )
     return None

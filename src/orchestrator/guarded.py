@@ -22,10 +22,12 @@ from agent_framework import AgentExecutor, AgentExecutorResponse, ChatResponseUp
 from agent_framework.ollama import OllamaChatClient
 from opentelemetry import trace
 
+from . import grounding
 from .answers import Problem, check_answer, failure_line
-from .context_budget import ContextMeter, ContextOverflow, fit, request_chars
+from .context_budget import CONTINUATION, ContextMeter, ContextOverflow, fit, request_chars
 from .errors import ExitCode, UserError
 from .text_calls import find_calls, looks_like_call_start
+from .tool_server import current_log
 
 RECOVERED = "recovered_from_text"  # additional_properties flag on a function_call made from text
 
@@ -181,6 +183,17 @@ def _exchange(messages: Sequence[Message]) -> list[Message]:
     return kept
 
 
+# Figures an agent must not make up; times and hours are left alone (models write "by 9 h", "2 h").
+CHECKED_FIGURES = ("temperature", "money", "distance", "rain")
+
+
+def _ungrounded(answer: str, request: str) -> list[str]:
+    log = current_log.get()
+    results = [(c.name, c.result) for c in (log.calls if log else []) if c.ok and c.result is not None]
+    checked = grounding.check(answer, results, request=request)
+    return [f["figure"] for f in checked["ungrounded"] if f["kind"] in CHECKED_FIGURES]
+
+
 class CheckedAgentExecutor(AgentExecutor):
     """AgentExecutor whose agent's answer is checked before it is handed to the next agent.
 
@@ -207,9 +220,14 @@ class CheckedAgentExecutor(AgentExecutor):
             return
         messages = self._build_invocation_messages()
         state = guard.agent(self.id)
+        request = next((m.text for m in reversed(messages) if m.role == "user" and m.text.strip() != CONTINUATION), "")
+
+        def check(answer: str) -> Problem | None:
+            return check_answer(answer, state.finish_reason, self.tools, guard.max_output, _ungrounded(answer, request))
+
         response = await self._stream(ctx, messages, self._session, None)
         kept = list(response.messages)
-        problem = check_answer(final_text(response.messages), state.finish_reason, self.tools, guard.max_output)
+        problem = check(final_text(response.messages))
         if problem is not None:
             state.retried = problem.kind
             await ctx.add_event(WorkflowEvent("data", executor_id=self.id, data=Retrying(self.id, problem)))
@@ -221,7 +239,7 @@ class CheckedAgentExecutor(AgentExecutor):
                 self._agent.create_session(),
                 {"tool_choice": "none"} if problem.without_tools else None,
             )
-            again = check_answer(final_text(retry.messages), state.finish_reason, self.tools, guard.max_output)
+            again = check(final_text(retry.messages))
             if again is not None:
                 raise UserError(failure_line(self.id, guard.model, again), ExitCode.TURN_FAILED)
             kept, response = [*exchange, *retry.messages], retry

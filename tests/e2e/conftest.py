@@ -11,7 +11,19 @@ import pytest
 from fastmcp import Client
 from service_processes import ROOT, mcp_server, ollama_standin, stack_env
 
-MISBEHAVIOURS = ("badjson", "notool", "loop", "empty", "crash", "parse500", "textcalls", "long", "repetitive", "syntax")
+MISBEHAVIOURS = (
+    "badjson",
+    "notool",
+    "loop",
+    "empty",
+    "crash",
+    "parse500",
+    "textcalls",
+    "long",
+    "repetitive",
+    "syntax",
+    "invent",
+)
 MODELS = "qwen2.5:7b,llama3.2:3b,gemma2:2b," + ",".join(f"misbehave-{kind}" for kind in MISBEHAVIOURS)
 
 

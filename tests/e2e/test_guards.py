@@ -116,3 +116,14 @@ def test_the_plans_figures_are_checked_against_the_tool_results(run_main):
     assert "temperature" in kinds
     assert all(g["source"] == "get_climate" for g in grounding["grounded"] if g["kind"] == "temperature")
     assert grounding["ungrounded"] == []
+
+
+def test_figures_no_tool_returned_are_refused_and_asked_again(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-invent")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    weather = next(a for a in record["agents"] if a["name"] == "Weather")
+    assert weather["retried"] == "figures no tool returned"
+    assert "41 °C" not in weather["output"] and "41 °C" not in record["plan"]
+    assert any("states figures no tool returned (41 °C" in n for n in record["notices"]), record["notices"]
+    assert record["grounding"]["ungrounded"] == []

@@ -402,6 +402,8 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
         was cut, it answers briefly.
     misbehave-repetitive: an agent's first answer repeats its lines; told so, it answers properly.
     misbehave-syntax: every answer is a tool call, as text, to a tool no agent has.
+    misbehave-invent: the Weather agent's first answer makes up its temperatures; told so, it
+        answers from the tool result.
     """
     kind = model.split(":")[0].removeprefix("misbehave-") if model.startswith("misbehave-") else ""
     last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
@@ -423,6 +425,8 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
         return Reply(content=reply.content + " More details follow." * limit)
     if kind == "repetitive" and "repeated itself" not in last:
         return Reply(content="\n".join([reply.content.splitlines()[0]] * 12))
+    if kind == "invent" and "You are the Weather" in system and "no tool returned" not in last:
+        return Reply(content="Expect highs around 41 °C and lows around 30 °C, with 120 mm of rain.")
     if kind == "syntax":
         return Reply(content=json.dumps({"name": "book_hotel", "arguments": {"city": "Lisbon", "nights": 3}}))
     return reply

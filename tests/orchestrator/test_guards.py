@@ -71,6 +71,8 @@ def test_answers_are_checked_before_they_are_handed_on():
     plan = "\n".join(f"Day {d} (Lisbon): morning at {p}; afternoon at the river; evening in Alfama." for d, p in
                      enumerate(["Belem Tower", "the castle", "LX Factory", "Sintra"], start=1))  # fmt: skip
     assert check_answer(plan, "stop", TOOLS, 2048) is None
+    invented = check_answer(plan + " Highs of 41 °C.", "stop", TOOLS, 2048, ungrounded=["41 °C"])
+    assert invented.kind == "figures no tool returned" and "41 °C" in invented.instruction
 
 
 def _result_message(call_id: str, text: str) -> Message:
