@@ -27,7 +27,7 @@ TOOLS = [
     "convert_currency",
 ]
 MODELS = "qwen2.5:7b,gemma2:2b," + ",".join(
-    f"misbehave-{k}" for k in ("notool", "wrongargs", "vague", "empty", "parse500", "loop")
+    f"misbehave-{k}" for k in ("notool", "wrongargs", "vague", "empty", "parse500", "loop", "textcalls")
 )
 
 
@@ -177,3 +177,12 @@ def test_an_unexpected_ollama_status_is_one_line(monkeypatch, capsys, tmp_path):
     code = fitness_module.main([])
     err = capsys.readouterr().err
     assert code != 0 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_calls_written_as_text_are_taken_as_the_pipeline_takes_them(fitness):
+    done = fitness("-m", "misbehave-textcalls", "--json")
+    assert done.returncode == 1, done.stderr  # not PASS: the call did not use the tool-call channel
+    (model,) = json.loads(done.stdout)["models"]
+    assert {t: model["tools"][t]["result"] for t in TOOLS} == dict.fromkeys(TOOLS, "text call")
+    climate = model["tools"]["get_climate"]["attempts"][0]
+    assert climate["called"] == ["get_climate"] and climate["ungrounded"] == []

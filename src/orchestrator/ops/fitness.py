@@ -29,6 +29,7 @@ from ..errors import ExitCode, UserError, from_ollama_status
 from ..grounding import Number, check
 from ..ollama_connection import make_client, wait_until_reachable
 from ..settings import Settings
+from ..text_calls import find_calls
 from .common import mcp_session, ollama_tool, one_line, quiet_logging, settings_or_exit, table, tool_result
 
 SYSTEM = (
@@ -107,6 +108,7 @@ def _fold(value: Any) -> str:
 
 # Outcomes, best first. A cell is PASS only when every stage held.
 PASS = "PASS"
+TEXT_CALL = "text call"  # every stage held, but the call came as text (the pipeline recovers it)
 VAGUE = "vague"  # answered, but stated nothing from the result
 NO_ANSWER = "no answer"  # called the tool right, then said nothing (or kept calling tools)
 BAD_ARGS = "bad args"  # right tool, arguments refused or not the ones asked for
@@ -119,6 +121,8 @@ ERROR = "error"
 
 LEGEND = {
     PASS: "called the right tool with the asked-for arguments, then answered with facts from the result",
+    TEXT_CALL: "as PASS, but the call was written as text, which Ollama did not parse: the pipeline recovers "
+    "such calls, but a model that uses the tool-call channel is more reliable",
     VAGUE: "right call, but the answer states nothing from the result",
     NO_ANSWER: "right call, then no answer (an empty one, or it kept calling tools)",
     BAD_ARGS: "right tool, arguments refused by the tool or not the ones asked for",
@@ -191,6 +195,8 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": case.question}]
     result: Attempt | None = None
     results: list[tuple[str, Any]] = []  # what the tools returned, for the grounding check
+    offered = frozenset(t["function"]["name"] for t in tools)
+    from_text = False
     for _ in range(MAX_ROUNDS + 1):
         try:
             response = await client.chat(model=model, messages=messages, tools=tools, options=options, stream=False)
@@ -208,7 +214,10 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
         except (ValueError, TypeError) as error:  # a reply the client cannot read (malformed arguments)
             return Attempt(BAD_CALL, one_line(error))
         message = response.message
-        calls = list(message.tool_calls or [])
+        calls = [(c.function.name, dict(c.function.arguments)) for c in message.tool_calls or []]
+        written = [] if calls else find_calls(message.content or "", offered)
+        if written:  # calls written as text, taken as the pipeline takes them
+            calls, from_text = [(c.name, c.arguments) for c in written], True
         if not calls:
             answer = (message.content or "").strip()
             if result is None:  # no tool was ever called
@@ -219,18 +228,18 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
                 result.outcome, result.detail = NO_ANSWER, "empty answer after the tool result"
             elif result.outcome == PASS and not _grounded(answer, result.expected):
                 result.outcome, result.detail = VAGUE, "the answer states nothing from the result"
+            elif result.outcome == PASS and from_text:
+                result.outcome, result.detail = TEXT_CALL, "the tool call was written as text"
             return result
-        messages.append({"role": "assistant", "content": message.content or "", "tool_calls": [
-            {"function": {"name": c.function.name, "arguments": dict(c.function.arguments)}} for c in calls
-        ]})  # fmt: skip
-        for call in calls:
-            name, arguments = call.function.name, dict(call.function.arguments)
+        messages.append({"role": "assistant", "content": "" if written else message.content or "",
+                         "tool_calls": [{"function": {"name": n, "arguments": a}} for n, a in calls]})  # fmt: skip
+        for name, arguments in calls:
             ok, payload = await _call_tool(session, name, arguments)
             if ok:
                 results.append((name, payload))
             messages.append({"role": "tool", "tool_name": name, "content": _as_text(payload)})
             if result is None or (result.outcome != PASS and name == case.tool):
-                result = _judge(case, name, arguments, ok, payload, [c.function.name for c in calls])
+                result = _judge(case, name, arguments, ok, payload, [n for n, _ in calls])
     # Still calling tools after MAX_ROUNDS rounds: the agents would loop the same way.
     result = result or Attempt(NO_CALL)
     if result.outcome == PASS:
