@@ -16,6 +16,16 @@ from .text_calls import only_calls
 
 EMPTY, TOOL_SYNTAX, CUT, REPETITIVE = "empty", "tool-call syntax", "cut at the token limit", "repeats itself"
 UNGROUNDED = "figures no tool returned"
+ECHO = "repeats its instructions"
+# What an agent is told on its retry (the cut and the made-up-figures ones take numbers).
+ANSWER_NOW = "Now write your answer for the traveller, in plain sentences, from the tool results above."
+CUT_OFF = "Your last reply was too long and was cut off. Answer again, complete, in at most {words} words."
+REPEATED = "Your last reply repeated itself. Answer again, briefly, saying each thing once."
+MADE_UP = (
+    "Your last answer stated figures that no tool returned: {shown}. Use only the figures in the tool results "
+    "above, and leave out any figure you do not have. Answer again."
+)
+CORRECTIONS = (ANSWER_NOW, CUT_OFF, REPEATED, MADE_UP)
 FITNESS_FIX = (
     "use a larger model (e.g. qwen2.5:7b or phi4-mini), and check which models drive the tools with: main.py fitness"
 )
@@ -43,19 +53,40 @@ def repeats_itself(text: str) -> bool:
     return len(set(shingles)) < 0.5 * len(shingles)
 
 
+def _grams(text: str, n: int = 4) -> list[str]:
+    words = re.findall(r"[^\W_]+", text.casefold())
+    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def echoes(text: str, sources: Sequence[str]) -> bool:
+    """An answer made mostly of the words it was given to follow (its instructions, a correction):
+    small models often say the instruction back instead of carrying it out."""
+    answer = _grams(text)
+    if not answer or not sources:
+        return False
+    given = {gram for source in sources for gram in _grams(source)}
+    return sum(gram in given for gram in answer) >= 0.5 * len(answer)
+
+
 def check_answer(
-    text: str, finish_reason: str | None, tools: frozenset[str], max_tokens: int, ungrounded: Sequence[str] = ()
+    text: str,
+    finish_reason: str | None,
+    tools: frozenset[str],
+    max_tokens: int,
+    ungrounded: Sequence[str] = (),
+    given: Sequence[str] = (),
 ) -> Problem | None:
     """The first problem with an agent's final answer, or None when it can be handed on.
 
     `ungrounded`: the figures (temperatures, amounts, distances, rain) the answer states that no
-    tool result and not the traveller's request holds (grounding.check).
+    tool result and not the traveller's request holds (grounding.check). `given`: the texts the
+    agent was told to follow (its instructions, corrections); an answer that says them back is none.
     """
     if not re.search(r"[^\W\d_]{2,}", text):
         return Problem(
             EMPTY,
             "its reply was empty",
-            "Your last reply was empty. Answer now, in plain sentences, using the tool results above.",
+            ANSWER_NOW,
             FITNESS_FIX,
             without_tools=False,
         )
@@ -63,8 +94,14 @@ def check_answer(
         return Problem(
             TOOL_SYNTAX,
             "its reply was only tool-call syntax, not an answer",
-            "Your last reply was tool-call syntax (JSON), not an answer. Do not write JSON or tool calls. "
-            "Write your answer in plain sentences, using the tool results above.",
+            ANSWER_NOW + " No JSON.",
+            FITNESS_FIX,
+        )
+    if echoes(text, [*given, *CORRECTIONS]):
+        return Problem(
+            ECHO,
+            "its reply repeated its instructions instead of answering",
+            ANSWER_NOW,
             FITNESS_FIX,
         )
     if finish_reason == "length":
@@ -72,14 +109,14 @@ def check_answer(
         return Problem(
             CUT,
             f"its reply was cut at the output-token limit ({max_tokens} tokens, OLLAMA_MAX_OUTPUT_TOKENS)",
-            f"Your last reply was too long and was cut off. Answer again, complete, in at most {words} words.",
+            CUT_OFF.format(words=words),
             f"raise OLLAMA_MAX_OUTPUT_TOKENS (now {max_tokens}), or {FITNESS_FIX}",
         )
     if repeats_itself(text):
         return Problem(
             REPETITIVE,
             "its reply kept repeating itself",
-            "Your last reply repeated itself. Answer again, briefly, saying each thing once.",
+            REPEATED,
             FITNESS_FIX,
         )
     if ungrounded:
@@ -87,8 +124,7 @@ def check_answer(
         return Problem(
             UNGROUNDED,
             f"its answer states figures no tool returned ({shown})",
-            f"Your last answer stated figures that no tool returned: {shown}. Use only the figures in the "
-            "tool results above, and leave out any figure you do not have. Answer again.",
+            MADE_UP.format(shown=shown),
             FITNESS_FIX,
         )
     return None

@@ -70,6 +70,19 @@ def _tool_names(options: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(name for tool in options.get("tools") or [] if (name := getattr(tool, "name", None)))
 
 
+def _declared(options: Mapping[str, Any], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A recovered call's arguments, without keys its tool does not take: small models writing a
+    call as text often paste the result they expect into it ("summary": ..., "converted": ...)."""
+    tool = next((t for t in options.get("tools") or [] if getattr(t, "name", None) == name), None)
+    try:
+        properties = tool.parameters().get("properties") if tool is not None else None
+    except Exception:  # a tool without a readable schema: keep what the model wrote
+        properties = None
+    if not isinstance(properties, dict):
+        return arguments
+    return {key: value for key, value in arguments.items() if key in properties}
+
+
 class GuardedChatClient(OllamaChatClient):
     """OllamaChatClient for one agent of the team, with the guards described above."""
 
@@ -138,7 +151,7 @@ class GuardedChatClient(OllamaChatClient):
                 Content.from_function_call(
                     call_id=f"text-{uuid.uuid4().hex[:12]}",
                     name=call.name,
-                    arguments=call.arguments,
+                    arguments=_declared(options, call.name, call.arguments),
                     additional_properties={RECOVERED: True},
                 )
                 for call in calls
@@ -222,8 +235,15 @@ class CheckedAgentExecutor(AgentExecutor):
         state = guard.agent(self.id)
         request = next((m.text for m in reversed(messages) if m.role == "user" and m.text.strip() != CONTINUATION), "")
 
+        given = (
+            [str(self._agent.default_options.get("instructions") or "")]
+            if hasattr(self._agent, "default_options")
+            else []
+        )
+
         def check(answer: str) -> Problem | None:
-            return check_answer(answer, state.finish_reason, self.tools, guard.max_output, _ungrounded(answer, request))
+            ungrounded = _ungrounded(answer, request)
+            return check_answer(answer, state.finish_reason, self.tools, guard.max_output, ungrounded, given)
 
         response = await self._stream(ctx, messages, self._session, None)
         kept = list(response.messages)

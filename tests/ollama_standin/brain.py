@@ -409,8 +409,11 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
     last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
     system = " ".join(m.get("content") or "" for m in messages if m.get("role") == "system")
     if kind == "textcalls" and reply.tool_calls:
-        lines = [json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]})
-                 for c in reply.tool_calls]  # fmt: skip
+        # As a 0.5B model does, the Researcher pastes the result it expects into time_difference's call.
+        lines = [json.dumps({"name": c["function"]["name"], "arguments": {
+                     **c["function"]["arguments"],
+                     **({"summary": "London is 0 h behind"} if c["function"]["name"] == "time_difference" else {}),
+                 }}) for c in reply.tool_calls]  # fmt: skip
         if "You are the Weather" in system:
             text = "```json\n" + "\n".join(lines) + "\n```"
         elif "You are the Planner" in system:

@@ -6,7 +6,8 @@ import pytest
 from agent_framework import Content, Message
 
 from orchestrator import grounding
-from orchestrator.answers import CUT, EMPTY, REPETITIVE, TOOL_SYNTAX, check_answer
+from orchestrator.agents import RESEARCHER
+from orchestrator.answers import ANSWER_NOW, CUT, ECHO, EMPTY, REPETITIVE, TOOL_SYNTAX, check_answer
 from orchestrator.context_budget import TRIMMED_RESULT, ContextMeter, ContextOverflow, fit
 from orchestrator.text_calls import TextCall, find_calls, looks_like_call_start, only_calls, strip_calls
 
@@ -140,3 +141,13 @@ def test_figures_from_tools_are_grounded_and_others_are_not():
 def test_a_decimal_comma_counts_as_the_same_figure():
     checked = grounding.check("about 918,40 EUR", [("convert_currency", {"converted": 918.4})])
     assert checked["grounded"] and not checked["ungrounded"]
+
+
+def test_an_answer_that_says_its_instructions_back_is_no_answer():
+    # What Qwen2.5-Coder-0.5B answered when told to stop writing JSON (seen here).
+    echo = "The last reply was tool-call syntax, not an answer. " + ANSWER_NOW
+    assert check_answer(echo, "stop", TOOLS, 2048).kind == ECHO
+    parroted = "You are the Researcher in a travel-planning team. Find the facts about each destination."
+    assert check_answer(parroted, "stop", TOOLS, 2048, given=[RESEARCHER.instructions]).kind == ECHO
+    brief = "Lisbon, Portugal (Lisbon District, Europe). Currency: Euro (EUR). Time zone: Europe/Lisbon."
+    assert check_answer(brief, "stop", TOOLS, 2048, given=[RESEARCHER.instructions]) is None
