@@ -332,7 +332,10 @@ def plan_generation(
     pieces = split_tokens(content)
     wired = wire_tool_calls(calls, version) if calls else []
     tool_tokens = estimate_tokens(json.dumps(wired)) if wired else 0
-    done_reason = "stop"
+    if reply.eval_count is not None:
+        # A real model: it already stopped where its runner did and counted its own tokens.
+        return Plan(pieces, wired, tool_tokens, reply.done_reason or "stop", max(1, reply.eval_count))
+    done_reason = reply.done_reason or "stop"
     eval_count = len(pieces) + tool_tokens
     # The runner stops with "length" once num_predict tokens are out (only positive values
     # limit; -1 and -2 mean unlimited / fill the context).
@@ -354,6 +357,7 @@ class Timings:
     slot: int = 0  # a parallel slot was free: prompt evaluation starts
     first: int = 0  # end of prompt evaluation
     end: int = 0
+    measured: Reply | None = None  # a real model's own durations, when it reports them
 
     def metrics(self, prompt_count: int, eval_count: int) -> dict[str, int]:
         # Field order of api.Metrics; every duration is nanoseconds and strictly positive,
@@ -364,6 +368,12 @@ class Timings:
         load = max(1, self.loaded - self.start)
         prompt = max(1, self.first - (self.slot or self.loaded))
         evaluation = max(1, self.end - self.first)
+        real = self.measured
+        if real is not None:
+            # The model ran inside the brain, before the (unpaced) stream: its own clock counts.
+            load += real.load_duration or 0
+            prompt = max(1, real.prompt_eval_duration) if real.prompt_eval_duration is not None else prompt
+            evaluation = max(1, real.eval_duration) if real.eval_duration is not None else evaluation
         return {
             "total_duration": max(load + prompt + evaluation, self.end - self.start),
             "load_duration": load,
@@ -772,7 +782,7 @@ class Handlers:
             lease.release()
             return GoJSONResponse(self._chat_frame(raw, "", done_reason="load", done=True))
         try:
-            reply = await run_in_threadpool(self.state.brain.reply, raw, messages, tools or None, dict(options))
+            reply = await run_in_threadpool(self._ask_brain, entry, raw, messages, tools or None, dict(options))
         except Exception:
             lease.release()
             raise
@@ -780,7 +790,11 @@ class Handlers:
             lease.release()
             return error_response(*reply.error)
         plan = plan_generation(reply, bool(tools), options, num_predict, self.config.version)
-        prompt_count = min(prompt_tokens(messages, tools), num_ctx)  # longer prompts get truncated
+        if reply.prompt_eval_count is not None:
+            prompt_count = reply.prompt_eval_count
+        else:
+            prompt_count = min(prompt_tokens(messages, tools), num_ctx)  # longer prompts get truncated
+        timings.measured = reply
 
         def frame(content: str, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             return self._chat_frame(raw, content, tool_calls=tool_calls)
@@ -839,7 +853,7 @@ class Handlers:
             )
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         try:
-            reply = await run_in_threadpool(self.state.brain.reply, raw, messages, None, dict(options))
+            reply = await run_in_threadpool(self._ask_brain, entry, raw, messages, None, dict(options))
         except Exception:
             lease.release()
             raise
@@ -847,7 +861,11 @@ class Handlers:
             lease.release()
             return error_response(*reply.error)
         plan = plan_generation(reply, False, options, num_predict, self.config.version)
-        prompt_count = min(prompt_tokens(messages, None), num_ctx)
+        if reply.prompt_eval_count is not None:
+            prompt_count = reply.prompt_eval_count
+        else:
+            prompt_count = min(prompt_tokens(messages, None), num_ctx)
+        timings.measured = reply
 
         def frame(content: str, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             return {"model": raw, "created_at": go_time(), "response": content, "done": False}
@@ -867,6 +885,20 @@ class Handlers:
             return out
 
         return await self._respond(body, plan, prompt_count, timings, lease, reply, frame, final)
+
+    def _ask_brain(
+        self,
+        entry: InstalledModel,
+        raw: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        options: dict[str, Any],
+    ) -> Reply:
+        """Brain.reply (in a worker thread); brains that want it also get the model's TEMPLATE."""
+        brain = self.state.brain
+        if getattr(brain, "wants_template", False):
+            return brain.reply(raw, messages, tools, options, template=entry.info.template)  # type: ignore[call-arg]
+        return brain.reply(raw, messages, tools, options)
 
     def _keep_alive(self, body: dict[str, Any]) -> int:
         try:

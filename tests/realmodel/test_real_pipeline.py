@@ -1,0 +1,92 @@
+"""The whole pipeline on a real small model (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, llama.cpp) behind the
+Ollama stand-in: what a user of a laptop-sized model gets.
+
+A 0.5B model is the weakest a user runs; it often writes tool calls as text, repeats calls and
+invents figures. A turn must then either give a plan whose climate and currency figures are the
+tools' own, or fail with the one line that names the agent, the cause and the fix. Never a plan
+made of tool-call syntax, never ok with figures from nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from service_processes import ROOT, mcp_server, stack_env
+
+from orchestrator.text_calls import only_calls
+
+pytestmark = pytest.mark.realmodel
+
+TRIPS = [
+    "3 days in Lisbon in May, flying from London with 800 GBP",
+    "2 days in Reykjavik in January, flying from New York with 1500 USD",
+]
+# Figures the plan must not make up (grounding.py's kinds; hours are left alone).
+CHECKED = {"temperature", "money", "distance", "rain"}
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory):
+    with mcp_server(tmp_path_factory.mktemp("mcp")) as service:
+        yield service
+
+
+def plan(real_ollama, tools, tmp_path, prompt: str) -> tuple[int, dict, str]:
+    env = stack_env(
+        real_ollama,
+        tools,
+        OLLAMA_MODEL=real_ollama.model,
+        OLLAMA_NUM_CTX="8192",
+        OLLAMA_MAX_OUTPUT_TOKENS="700",
+        OLLAMA_TEMPERATURE="0.2",
+        OLLAMA_REQUEST_TIMEOUT="600",
+        AGENT_TURN_TIMEOUT="1500",
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--prompt", prompt, "--json"],
+        capture_output=True, text=True, timeout=1800, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def tool_figures(record: dict, name: str) -> list:
+    return [c["result"] for c in record["tool_calls"] if c["name"] == name and c["ok"]]
+
+
+@pytest.mark.parametrize("prompt", TRIPS, ids=["lisbon", "reykjavik"])
+def test_a_real_model_plans_from_the_tools_or_fails_clearly(real_ollama, tools, tmp_path, prompt, record_property):
+    code, record, stderr = plan(real_ollama, tools, tmp_path, prompt)
+    assert "Traceback" not in stderr
+    record_property("real_plan", json.dumps({k: record[k] for k in ("ok", "error", "timings", "usage", "grounding")}))
+    print(json.dumps({"prompt": prompt, "ok": record["ok"], "error": record["error"], "timings": record["timings"],
+                      "tool_calls": [(c["agent"], c["name"], c["from_text"], c["repeat"], c["ok"])
+                                     for c in record["tool_calls"]],
+                      "notices": record["notices"], "grounding": record["grounding"],
+                      "plan": record["plan"][:1500]}, indent=1, ensure_ascii=False))  # fmt: skip
+    # Whatever the model did, the tools were called for real: Ollama's channel or recovered text.
+    assert record["tool_calls"], record["notices"]
+    assert any(c["ok"] and c["name"] == "get_destination" for c in record["tool_calls"])
+    if record["ok"]:
+        assert code == 0
+        assert record["plan"] and not only_calls(record["plan"])
+        assert '"arguments"' not in record["plan"]
+        ungrounded = [f for f in record["grounding"]["ungrounded"] if f["kind"] in CHECKED]
+        assert ungrounded == [], ungrounded
+        # A temperature or an amount in the plan is one the tools returned.
+        for figure in record["grounding"]["grounded"]:
+            if figure["kind"] == "temperature":
+                assert figure["source"] in ("get_climate", "request")
+            if figure["kind"] == "money":
+                assert figure["source"] in ("convert_currency", "request")
+    else:
+        assert code == 1
+        error = record["error"]
+        assert record["plan"] == ""
+        assert (" gave no usable answer with model " in error and "main.py fitness" in error) or error.startswith(
+            "the conversation no longer fits"
+        ), error
+        (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert line == f"error: {error}"
