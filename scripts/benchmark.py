@@ -11,6 +11,10 @@ Three measurements, each against its target:
   3. start-up: time from launching `python main.py` to its prompt. Target: under 2 s.
   4. telemetry: one plan's turn time with OTLP export to the dashboard stand-in, against without.
      Target: under 3 %.
+  5. a real model: one plan on Qwen2.5-Coder-0.5B (llama.cpp behind the stand-in) when the
+     real-model tier is prepared (scripts/real-model.sh): wall time, tokens/s, tool calls, whether
+     the plan was made and its figures grounded. No target: it is what a user of a laptop-sized
+     model waits. `--real-model-only` runs just this one.
 
 Everything runs on this machine: the stand-in and the tool server as real processes on loopback.
 """
@@ -144,13 +148,71 @@ def measure_startup(tmp: Path, tools, runs: int) -> dict:
     return {"runs": runs, "seconds_median": statistics.median(times), "seconds_max": max(times)}
 
 
+def measure_real_model(tools) -> dict | None:
+    """One plan on the real model, or None when the real-model tier is not prepared here."""
+    import subprocess
+
+    from realmodel.real_ollama import available, serving
+
+    if not available():
+        return None
+    with serving() as real, tempfile.TemporaryDirectory() as cwd:
+        env = stack_env(real, tools, OLLAMA_MODEL=real.model, OLLAMA_MAX_OUTPUT_TOKENS="700",
+                        OLLAMA_TEMPERATURE="0.2", OLLAMA_REQUEST_TIMEOUT="900", AGENT_TURN_TIMEOUT="1800")  # fmt: skip
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--prompt", TRIP, "--json"],
+                              capture_output=True, text=True, env=env, cwd=cwd, timeout=2000)  # fmt: skip
+    record = json.loads(done.stdout)
+    calls = record["tool_calls"]
+    return {
+        "model": real.model,
+        "ok": record["ok"],
+        "error": record["error"],
+        "wall_s": record["timings"]["total_s"],
+        "model_s": record["timings"]["model_s"],
+        "model_calls": record["usage"]["model_calls"],
+        "input_tokens": record["usage"]["input_tokens"],
+        "output_tokens": record["usage"]["output_tokens"],
+        "output_tokens_per_s": record["usage"]["output_tokens"] / max(record["timings"]["model_s"], 1e-9),
+        "tool_calls": len(calls),
+        "tool_calls_ok": sum(c["ok"] for c in calls),
+        "tool_calls_from_text": sum(c["from_text"] for c in calls),
+        "retried": [a["name"] for a in record["agents"] if a["retried"]],
+        "grounded": len(record["grounding"]["grounded"]),
+        "ungrounded": len(record["grounding"]["ungrounded"]),
+    }
+
+
+def print_real_model(real: dict | None) -> None:
+    if real is None:
+        print(f"{'real model plan':<34}{'not prepared':>22}   (scripts/real-model.sh, then run again)")
+        return
+    outcome = "plan made" if real["ok"] else f"no plan: {real['error']}"
+    print(
+        f"{'real model plan (' + real['model'] + ')':<34}{real['wall_s']:>20.1f} s   "
+        f"{real['model_calls']} model calls, {real['output_tokens_per_s']:.1f} output tokens/s over the model time, "
+        f"{real['tool_calls']} tool calls ({real['tool_calls_ok']} ok, {real['tool_calls_from_text']} written as text)"
+    )
+    print(f"{'  outcome':<34}{outcome}; figures grounded {real['grounded']}, ungrounded {real['ungrounded']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="plans per measurement (default 5)")
     parser.add_argument("--rate", type=float, default=100.0, help="stand-in tokens/s for the overhead run")
     parser.add_argument("--pad-words", type=int, default=20000, help="extra words per reply in the throughput run")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    parser.add_argument("--real-model-only", action="store_true", help="only the real-model plan (measurement 5)")
     args = parser.parse_args()
+
+    if args.real_model_only:
+        with tempfile.TemporaryDirectory() as name, mcp_server(Path(name)) as tools:
+            print("planning once on the real model (minutes on a CPU)...", file=sys.stderr)
+            real = measure_real_model(tools)
+        if args.json:
+            print(json.dumps({"real_model": real}, indent=2))
+        else:
+            print_real_model(real)
+        return 0
 
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -163,8 +225,11 @@ def main() -> int:
             startup = measure_startup(tmp, tools, args.runs)
             print("measuring the cost of telemetry...", file=sys.stderr)
             telemetry = measure_telemetry_cost(tmp, tools, args.runs, args.rate)
+            print("planning once on the real model, if prepared (minutes on a CPU)...", file=sys.stderr)
+            real = measure_real_model(tools)
 
-    report = {"overhead": overhead, "throughput": throughput, "startup": startup, "telemetry": telemetry}
+    report = {"overhead": overhead, "throughput": throughput, "startup": startup, "telemetry": telemetry,
+              "real_model": real}  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -194,6 +259,7 @@ def main() -> int:
         f"{verdict[telemetry['cost_pct'] < 3]}  (turn {telemetry['off_s_median']:.2f} s off, "
         f"{telemetry['on_s_median']:.2f} s on)"
     )
+    print_real_model(real)
     return 0
 
 

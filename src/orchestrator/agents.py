@@ -15,12 +15,14 @@ class AgentSpec:
     title: str  # shown in the terminal header
     instructions: str
     tools: tuple[str, ...]  # MCP tool names this agent may call; nothing else is offered
+    required: tuple[str, ...] = ()  # an answer given without one successful call of these is no answer
 
 
 RESEARCHER = AgentSpec(
     name="Researcher",
     title="Researcher · destination facts",
     tools=("get_destination", "list_destinations", "convert_currency", "time_difference"),
+    required=("get_destination",),
     instructions="""You are the Researcher in a travel-planning team.
 Find the facts about each destination the traveller mentions by calling your tools; never invent facts.
 - Call get_destination for every destination city.
@@ -35,6 +37,7 @@ WEATHER = AgentSpec(
     name="Weather",
     title="Weather · climate for the travel dates",
     tools=("get_climate",),
+    required=("get_climate",),
     instructions="""You are the Weather analyst in a travel-planning team.
 For each destination and the travel month or dates in the conversation, call get_climate (use month,
 or start_date and end_date when exact dates are given). If no month is mentioned, ask get_climate for

@@ -17,6 +17,7 @@ from .text_calls import only_calls
 EMPTY, TOOL_SYNTAX, CUT, REPETITIVE = "empty", "tool-call syntax", "cut at the token limit", "repeats itself"
 UNGROUNDED = "figures no tool returned"
 ECHO = "repeats its instructions"
+NO_CALL = "answered without its tools"
 # What an agent is told on its retry (the cut and the made-up-figures ones take numbers).
 ANSWER_NOW = "Now write your answer for the traveller, in plain sentences, from the tool results above."
 CUT_OFF = "Your last reply was too long and was cut off. Answer again, complete, in at most {words} words."
@@ -25,7 +26,8 @@ MADE_UP = (
     "Your last answer stated figures that no tool returned: {shown}. Use only the figures in the tool results "
     "above, and leave out any figure you do not have. Answer again."
 )
-CORRECTIONS = (ANSWER_NOW, CUT_OFF, REPEATED, MADE_UP)
+CALL_FIRST = "First call {names} with what the traveller asked for, then answer from the result."
+CORRECTIONS = (ANSWER_NOW, CUT_OFF, REPEATED, MADE_UP, CALL_FIRST)
 FITNESS_FIX = (
     "use a larger model (e.g. qwen2.5:7b or phi4-mini), and check which models drive the tools with: main.py fitness"
 )
@@ -75,18 +77,29 @@ def check_answer(
     max_tokens: int,
     ungrounded: Sequence[str] = (),
     given: Sequence[str] = (),
+    uncalled: Sequence[str] = (),
 ) -> Problem | None:
     """The first problem with an agent's final answer, or None when it can be handed on.
 
     `ungrounded`: the figures (temperatures, amounts, distances, rain) the answer states that no
     tool result and not the traveller's request holds (grounding.check). `given`: the texts the
     agent was told to follow (its instructions, corrections); an answer that says them back is none.
+    `uncalled`: the tools the agent must call and has not called successfully (AgentSpec.required).
     """
     if not re.search(r"[^\W\d_]{2,}", text):
         return Problem(
             EMPTY,
             "its reply was empty",
             ANSWER_NOW,
+            FITNESS_FIX,
+            without_tools=False,
+        )
+    if uncalled:
+        names = " and ".join(uncalled)
+        return Problem(
+            NO_CALL,
+            f"it answered without calling {names}, so it had no facts to give",
+            CALL_FIRST.format(names=names),
             FITNESS_FIX,
             without_tools=False,
         )

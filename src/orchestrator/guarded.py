@@ -215,9 +215,10 @@ class CheckedAgentExecutor(AgentExecutor):
     with the full conversation.
     """
 
-    def __init__(self, agent: Any, *, tools: frozenset[str], **kwargs: Any) -> None:
+    def __init__(self, agent: Any, *, tools: frozenset[str], required: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(agent, **kwargs)
         self.tools = tools
+        self.required = tuple(name for name in required if name in tools)  # a tool the server lacks is not asked for
 
     async def _stream(self, ctx: Any, messages: list[Message], session: Any, options: dict[str, Any] | None) -> Any:
         stream = self._agent.run(messages, stream=True, session=session,
@@ -243,7 +244,10 @@ class CheckedAgentExecutor(AgentExecutor):
 
         def check(answer: str) -> Problem | None:
             ungrounded = _ungrounded(answer, request)
-            return check_answer(answer, state.finish_reason, self.tools, guard.max_output, ungrounded, given)
+            log = current_log.get()
+            done = {c.name for c in (log.calls if log else []) if c.agent == self.id and c.ok}
+            uncalled = [name for name in self.required if name not in done]
+            return check_answer(answer, state.finish_reason, self.tools, guard.max_output, ungrounded, given, uncalled)
 
         response = await self._stream(ctx, messages, self._session, None)
         kept = list(response.messages)

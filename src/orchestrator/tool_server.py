@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -157,7 +158,9 @@ class ToolServer:
                     context.result = [*_as_contents(previous.result), Content.from_text(note)]
                     if third:
                         log.stopped[agent] = f"it called {name} with the same arguments 3 times in a row"
-                        context.remove_tools([tool.name for tool in context.tools or []])
+                        with warnings.catch_warnings():  # the framework marks this API experimental
+                            warnings.simplefilter("ignore")
+                            context.remove_tools([tool.name for tool in context.tools or []])
                     return
                 log.previous.pop(agent, None)
             started = time.perf_counter()

@@ -307,6 +307,7 @@ class TravelPlanner:
             CheckedAgentExecutor(
                 agent,
                 tools=frozenset(offered[agent.name]),
+                required=next(spec.required for spec in PIPELINE if spec.name == agent.name),
                 # Weather and Planner start on the previous agent's reply; several chat templates
                 # answer an assistant-final conversation with nothing, so "please continue." is added.
                 ensure_trailing_user_turn=True,

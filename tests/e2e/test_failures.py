@@ -83,12 +83,14 @@ def test_unparseable_tool_call_reported_by_ollama(run_main):
     assert_one_clear_line(run.stderr, "tool call Ollama could not parse")
 
 
-def test_a_tool_that_does_not_exist_is_recorded_and_the_turn_goes_on(run_main):
+def test_a_tool_that_does_not_exist_is_recorded_and_the_turn_ends_clearly(run_main):
     run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-notool")
-    assert run.code == 0, run.stderr
     bogus = [c for c in run.json()["tool_calls"] if c["name"] == "book_flight"]
     assert bogus and not bogus[0]["ok"]
     assert "does not exist" in bogus[0]["error"]
+    # It then never called get_destination, so it had no facts: asked once more, then one line.
+    assert run.code == 1
+    assert_one_clear_line(run.stderr, "Researcher gave no usable answer", "without calling get_destination")
 
 
 def test_a_tool_loop_that_never_ends_is_bounded_and_reported(run_main):

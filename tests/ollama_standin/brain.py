@@ -380,8 +380,10 @@ class TravelBrain:
             return Reply(tool_calls=[{"function": {"name": first_tool, "arguments": '{"city": "Lisbon"'}}])
         if kind == "notool" and tools and not has_results:
             return Reply(tool_calls=[_call("book_flight", city="Lisbon")])
-        if kind == "loop" and tools:  # never stops calling tools
-            return Reply(tool_calls=[_call(first_tool, city="Lisbon")])
+        if kind == "loop" and tools:  # never stops calling tools (the same call, again and again)
+            return Reply(
+                tool_calls=[_call(first_tool, city="Lisbon", month=5 if first_tool == "get_climate" else None)]
+            )
         if kind == "empty":
             return Reply(content="")
         if kind == "crash":  # Ollama dies after a few words of the first text reply

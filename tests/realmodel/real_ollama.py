@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +181,24 @@ def _start(resources: ExitStack) -> RealOllama:
     url = resources.enter_context(run_process(args, env=env, timeout=60, output=output))
     import_model(url, gguf)
     return RealOllama(url=url, model=MODEL, gguf=gguf, output=output)
+
+
+@contextmanager
+def serving() -> Iterator[RealOllama]:
+    """The same server outside pytest (scripts/benchmark.py): raises pytest's Failed with the
+    reason when the tier is not prepared."""
+    with ExitStack() as resources:
+        yield _start(resources)
+
+
+def available() -> bool:
+    """Whether scripts/real-model.sh has prepared the tier on this machine."""
+    try:
+        find_gguf()
+        llama_site()
+    except BaseException:  # pytest.fail raises an Outcome, not an Exception
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")

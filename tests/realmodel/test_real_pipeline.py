@@ -56,6 +56,7 @@ def tool_figures(record: dict, name: str) -> list:
     return [c["result"] for c in record["tool_calls"] if c["name"] == name and c["ok"]]
 
 
+@pytest.mark.timeout(1800)  # a plan is six to twelve model calls on two CPU cores
 @pytest.mark.parametrize("prompt", TRIPS, ids=["lisbon", "reykjavik"])
 def test_a_real_model_plans_from_the_tools_or_fails_clearly(real_ollama, tools, tmp_path, prompt, record_property):
     code, record, stderr = plan(real_ollama, tools, tmp_path, prompt)
@@ -68,9 +69,10 @@ def test_a_real_model_plans_from_the_tools_or_fails_clearly(real_ollama, tools, 
                       "plan": record["plan"][:1500]}, indent=1, ensure_ascii=False))  # fmt: skip
     # Whatever the model did, the tools were called for real: Ollama's channel or recovered text.
     assert record["tool_calls"], record["notices"]
-    assert any(c["ok"] and c["name"] == "get_destination" for c in record["tool_calls"])
     if record["ok"]:
         assert code == 0
+        # the Researcher and the Weather agent had their facts from their tools
+        assert {"get_destination", "get_climate"} <= {c["name"] for c in record["tool_calls"] if c["ok"]}
         assert record["plan"] and not only_calls(record["plan"])
         assert '"arguments"' not in record["plan"]
         ungrounded = [f for f in record["grounding"]["ungrounded"] if f["kind"] in CHECKED]

@@ -217,7 +217,7 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
         calls = [(c.function.name, dict(c.function.arguments)) for c in message.tool_calls or []]
         written = [] if calls else find_calls(message.content or "", offered)
         if written:  # calls written as text, taken as the pipeline takes them
-            calls, from_text = [(c.name, c.arguments) for c in written], True
+            calls, from_text = [(c.name, _declared(tools, c.name, c.arguments)) for c in written], True
         if not calls:
             answer = (message.content or "").strip()
             if result is None:  # no tool was ever called
@@ -245,6 +245,13 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
     if result.outcome == PASS:
         result.outcome, result.detail = NO_ANSWER, f"still calling tools after {MAX_ROUNDS} rounds, never answered"
     return result
+
+
+def _declared(tools: list[dict], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """As the pipeline does for a call written as text: only the arguments the tool declares."""
+    schema = next((t["function"].get("parameters") or {} for t in tools if t["function"]["name"] == name), {})
+    properties = schema.get("properties")
+    return {k: v for k, v in arguments.items() if k in properties} if isinstance(properties, dict) else arguments
 
 
 def timeout_of(client: ollama.AsyncClient) -> str:
