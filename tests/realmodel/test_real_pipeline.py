@@ -92,3 +92,17 @@ def test_a_real_model_plans_from_the_tools_or_fails_clearly(real_ollama, tools, 
         ), error
         (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert line == f"error: {error}"
+
+
+@pytest.mark.timeout(1200)
+def test_the_real_models_fitness_matrix(real_ollama, tools, tmp_path):
+    """`main.py fitness` on the real model: every cell gets a verdict, none is an Ollama error."""
+    env = stack_env(real_ollama, tools, OLLAMA_MODEL=real_ollama.model, OLLAMA_REQUEST_TIMEOUT="600")
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "fitness", "--json"],
+                          capture_output=True, text=True, timeout=1100, cwd=tmp_path, env=env)  # fmt: skip
+    assert "Traceback" not in done.stderr
+    (model,) = json.loads(done.stdout)["models"]
+    print(json.dumps({t: (c["result"], c["attempts"][0]["detail"]) for t, c in model["tools"].items()}, indent=1))
+    verdicts = {cell["result"] for cell in model["tools"].values()}
+    assert len(model["tools"]) == 6 and "error" not in verdicts and "missing" not in verdicts
+    assert done.returncode in (0, 1)
