@@ -185,3 +185,15 @@ def stack_env(standin, tools, **extra: str | None) -> dict[str, str]:
         else:
             env[name] = value
     return env
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_one_clear_line(stderr: str, *fragments: str) -> None:
+    """main.py's own failure: one `error:` line holding every fragment, and no traceback."""
+    assert "Traceback" not in stderr
+    (line,) = error_lines(stderr)
+    for fragment in fragments:
+        assert fragment in line, line

@@ -26,7 +26,7 @@ from . import grounding
 from .answers import Problem, check_answer, failure_line
 from .context_budget import CONTINUATION, ContextMeter, ContextOverflow, fit, request_chars
 from .errors import ExitCode, UserError
-from .text_calls import find_calls, looks_like_call_start
+from .text_calls import declared_only, find_calls, looks_like_call_start
 from .tool_server import current_log
 
 RECOVERED = "recovered_from_text"  # additional_properties flag on a function_call made from text
@@ -71,16 +71,12 @@ def _tool_names(options: Mapping[str, Any]) -> frozenset[str]:
 
 
 def _declared(options: Mapping[str, Any], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """A recovered call's arguments, without keys its tool does not take: small models writing a
-    call as text often paste the result they expect into it ("summary": ..., "converted": ...)."""
     tool = next((t for t in options.get("tools") or [] if getattr(t, "name", None) == name), None)
     try:
-        properties = tool.parameters().get("properties") if tool is not None else None
+        schema = tool.parameters() if tool is not None else None
     except Exception:  # a tool without a readable schema: keep what the model wrote
-        properties = None
-    if not isinstance(properties, dict):
-        return arguments
-    return {key: value for key, value in arguments.items() if key in properties}
+        schema = None
+    return declared_only(arguments, schema)
 
 
 class GuardedChatClient(OllamaChatClient):

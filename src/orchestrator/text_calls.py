@@ -209,3 +209,12 @@ def looks_like_call_start(text: str) -> bool:
     if not head:
         return False
     return head[0] in "{[<`" or head.lower().startswith(("functools", "[tool_calls]"))
+
+
+def declared_only(arguments: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """A recovered call's arguments without keys its tool's JSON schema does not declare: small
+    models writing a call as text often paste the result they expect into it ("summary": ...)."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return arguments
+    return {key: value for key, value in arguments.items() if key in properties}

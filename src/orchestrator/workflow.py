@@ -265,7 +265,8 @@ class TravelPlanner:
                 mcp_url=self.settings.mcp_server_url,
                 offline=self.settings.offline,
             )
-            if not isinstance(error, UserError) and meter.last_estimate >= 0.9 * meter.prompt_budget:
+            overflowed = meter.last_estimate >= 0.9 * meter.prompt_budget
+            if explained.code == ExitCode.TURN_FAILED and not isinstance(error, UserError) and overflowed:
                 # A request that filled the context, then a broken reply or an Ollama error: the
                 # overflow is the cause, whatever the transport said.
                 explained = guard.overflow(meter.last_estimate)
@@ -329,9 +330,15 @@ class TravelPlanner:
             record.notices.append(message)
             on_event(Notice(message))
 
-        async for event in workflow.run(conversation, stream=True):
+        def drain() -> None:
+            # The guards note per model call; the same trim of the same agent is said once.
             while guard.notices:
-                notify(guard.notices.pop(0))
+                message = guard.notices.pop(0)
+                if message not in record.notices:
+                    notify(message)
+
+        async for event in workflow.run(conversation, stream=True):
+            drain()
             agent = event.executor_id if event.executor_id in AGENT_NAMES else None
             if agent is None:
                 continue
@@ -419,8 +426,7 @@ class TravelPlanner:
                     on_event(Notice(f"{agent} returned an empty reply (model {self.model})"))
                 on_event(AgentFinished(agent, current.output))
 
-        while guard.notices:
-            notify(guard.notices.pop(0))
+        drain()
         planner = by_name.get(AGENT_NAMES[-1])
         if planner is None or not planner.output.strip():
             raise UserError(

@@ -7,22 +7,11 @@ import sys
 import time
 
 import pytest
-from service_processes import ROOT, free_port, ollama_standin, stack_env
+from service_processes import ROOT, assert_one_clear_line, free_port, ollama_standin, stack_env
 
 pytestmark = pytest.mark.e2e
 
 TRIP = "3 days in Lisbon in May"
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
-
-
-def assert_one_clear_line(stderr: str, *fragments: str) -> None:
-    assert "Traceback" not in stderr
-    (line,) = error_lines(stderr)
-    for fragment in fragments:
-        assert fragment in line, line
 
 
 def test_ollama_not_reachable_waits_then_names_ollama_host(run_main):

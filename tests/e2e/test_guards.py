@@ -5,6 +5,7 @@ conversation is fitted to the context, and the plan's figures are checked agains
 from __future__ import annotations
 
 import pytest
+from service_processes import assert_one_clear_line
 
 pytestmark = pytest.mark.e2e
 
@@ -69,9 +70,7 @@ def test_an_answer_made_of_tool_call_syntax_fails_the_turn_with_one_line(run_mai
         "Researcher gave no usable answer with model misbehave-syntax: its reply was only tool-call syntax"
     )
     assert "main.py fitness" in record["error"]
-    assert "Traceback" not in run.stderr
-    (line,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert "Researcher gave no usable answer" in line
+    assert_one_clear_line(run.stderr, "Researcher gave no usable answer")
 
 
 def test_the_same_call_again_is_answered_from_cache_and_a_third_ends_the_loop(run_main):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from service_processes import ROOT, mcp_server, stack_env
+from service_processes import ROOT, assert_one_clear_line, mcp_server, stack_env
 
 from orchestrator.text_calls import only_calls
 
@@ -90,8 +90,7 @@ def test_a_real_model_plans_from_the_tools_or_fails_clearly(real_ollama, tools, 
         assert (" gave no usable answer with model " in error and "main.py fitness" in error) or error.startswith(
             "the conversation no longer fits"
         ), error
-        (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
-        assert line == f"error: {error}"
+        assert_one_clear_line(stderr, error)
 
 
 @pytest.mark.timeout(1200)

@@ -29,7 +29,7 @@ from ..errors import ExitCode, UserError, from_ollama_status
 from ..grounding import Number, check
 from ..ollama_connection import make_client, wait_until_reachable
 from ..settings import Settings
-from ..text_calls import find_calls
+from ..text_calls import declared_only, find_calls
 from .common import mcp_session, ollama_tool, one_line, quiet_logging, settings_or_exit, table, tool_result
 
 SYSTEM = (
@@ -249,9 +249,8 @@ async def attempt(client: ollama.AsyncClient, session, tools: list[dict], model:
 
 def _declared(tools: list[dict], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """As the pipeline does for a call written as text: only the arguments the tool declares."""
-    schema = next((t["function"].get("parameters") or {} for t in tools if t["function"]["name"] == name), {})
-    properties = schema.get("properties")
-    return {k: v for k, v in arguments.items() if k in properties} if isinstance(properties, dict) else arguments
+    schema = next((t["function"].get("parameters") for t in tools if t["function"]["name"] == name), None)
+    return declared_only(arguments, schema)
 
 
 def timeout_of(client: ollama.AsyncClient) -> str:
