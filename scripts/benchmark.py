@@ -189,7 +189,8 @@ def print_real_model(real: dict | None) -> None:
     outcome = "plan made" if real["ok"] else f"no plan: {real['error']}"
     print(
         f"{'real model plan (' + real['model'] + ')':<34}{real['wall_s']:>20.1f} s   "
-        f"{real['model_calls']} model calls, {real["output_tokens_per_s"]:.1f} output tokens per second of model time (prompt reading included), "
+        f"{real['model_calls']} model calls, {real['output_tokens_per_s']:.1f} output tokens per second of model time"
+        " (prompt reading included), "
         f"{real['tool_calls']} tool calls ({real['tool_calls_ok']} ok, {real['tool_calls_from_text']} written as text)"
     )
     print(f"{'  outcome':<34}{outcome}; figures grounded {real['grounded']}, ungrounded {real['ungrounded']}")
