@@ -51,6 +51,9 @@ def apt_install(*packages: str) -> None:
         raise Unavailable(f"{', '.join(packages)} missing, and apt-get cannot install them here (not root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if not _apt_updated:
+        # An install stopped half-way (a killed earlier run) leaves dpkg refusing every install
+        # until it is configured; finishing it first is what apt's own message asks for.
+        sh("dpkg", "--configure", "-a", env=env)
         sh("apt-get", "update", "-qq", env=env)
         _apt_updated = True
     log(f"apt-get install {' '.join(packages)}")
