@@ -30,6 +30,8 @@ def _host_url(value: str) -> str:
         url = httpx.URL(value)
         port = url.port  # raises for a port that is not a number
     except (httpx.InvalidURL, ValueError, TypeError):
+        if "::" in value:
+            raise ValueError("is not a URL; an IPv6 address goes in brackets: http://[::1]:11434") from None
         raise ValueError("is not a URL; give one such as http://ollama:11434") from None
     if not url.host or " " in value:
         raise ValueError("is not a URL; give one such as http://ollama:11434")

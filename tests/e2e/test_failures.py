@@ -168,6 +168,28 @@ def test_bad_settings_exit_2_with_one_line(run_main, env, line):
     assert_one_clear_line(run.stderr, line)
 
 
+@pytest.mark.parametrize(
+    ("host", "line"),
+    [
+        ("http://127.0.0.1:99999", "port 99999 is out of range"),
+        ("http://127.0.0.1:abc", "is not a URL"),
+        ("::1", "an IPv6 address goes in brackets"),
+        ("http://[::1", "an IPv6 address goes in brackets"),
+        ("javascript:alert(1)", "is not a URL"),
+    ],
+)
+def test_a_malformed_ollama_host_is_one_settings_line_and_help_still_works(run_main, host, line):
+    # The ollama package parses OLLAMA_HOST when it is imported; that must not crash anything.
+    for command in (("--prompt", TRIP), ("--prompt", TRIP, "--json"), ("doctor",)):
+        run = run_main(*command, OLLAMA_HOST=host)
+        assert run.code == 2, (command, run.stderr)
+        assert_one_clear_line(run.stderr, f"invalid setting OLLAMA_HOST={host!r}", line)
+    for command in (("--help",), ("doctor", "--help"), ("--version",)):
+        run = run_main(*command, OLLAMA_HOST=host)
+        assert run.code == 0 and "Traceback" not in run.stderr, (command, run.stderr)
+        assert "usage:" in run.stdout or "main.py 0." in run.stdout
+
+
 def test_bad_arguments_exit_2(run_main):
     run = run_main("--json")
     assert run.code == 2
