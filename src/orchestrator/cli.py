@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .errors import ExitCode, UserError
-from .settings import SettingsError, load_settings
+from .settings import SettingsError, load_settings, mask_credentials_in_logs
 from .telemetry import trace_link
 
 EPILOG = """operator commands (each has --help):
@@ -62,6 +62,7 @@ def configure_logging(verbose: bool) -> None:
     """INFO and up reach the telemetry pipeline (when export is on); the terminal shows them only
     with -v. Every failure the user must know about is explained on screen anyway, so the
     framework's own error logs would only repeat it as noise."""
+    mask_credentials_in_logs()
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -161,7 +162,7 @@ async def interactive(settings) -> int:
         printer.info(
             f"offline-agents {__version__} · model {info.model.name} ({info.model.parameter_size}) "
             f"on {settings.ollama_shown} (Ollama {info.ollama_version}) · "
-            f"{len(info.tools)} tools from {settings.mcp_server_url}"
+            f"{len(info.tools)} tools from {settings.mcp_shown}"
         )
         if settings.dashboard_url:
             printer.info(f"traces, metrics and logs: {settings.dashboard_url}")

@@ -15,6 +15,8 @@ import httpx
 import ollama
 import pydantic
 
+from .settings import mask_credentials
+
 
 class ExitCode(IntEnum):
     """Process exit codes, documented in --help."""
@@ -38,6 +40,10 @@ class UserError(Exception):
 
     message: str
     code: ExitCode = ExitCode.TURN_FAILED
+
+    def __post_init__(self) -> None:
+        # Whatever went into the message (an exception's text, a URL), no user:password comes out.
+        self.message = mask_credentials(self.message)
 
     def __str__(self) -> str:
         return self.message

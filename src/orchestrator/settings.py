@@ -6,6 +6,7 @@ the same `.env` drives the official clients, compose and Kubernetes alike.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,8 @@ import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+_ANY_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s@]*@")
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
 _DURATION = re.compile(r"^-?\d+(\.\d+)?(ms|s|m|h)?$")
 
 
@@ -46,6 +49,34 @@ def without_credentials(url: str) -> str:
     """The URL as it may be shown: a user:password part is replaced by '***'."""
     parsed = httpx.URL(url)
     return str(parsed.copy_with(userinfo=b"***")) if parsed.userinfo else url
+
+
+def mask_credentials(text: str) -> str:
+    """Every URL's user:password in a piece of text replaced by '***'."""
+    return _ANY_USERINFO.sub(r"\1***@", text) if "@" in text else text
+
+
+def mask_credentials_in_logs() -> None:
+    """Log records never carry a URL's credentials, whichever handler (terminal, OTLP) gets them.
+
+    httpx logs each request's full URL ("HTTP Request: POST http://user:password@host/mcp"); the
+    record is rewritten once, when it is made, so no handler added later can miss it."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "masks_credentials", False):
+        return
+
+    def masked(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format: leave it to the handler to report
+            return record
+        if "@" in text and "://" in text:
+            record.msg, record.args = mask_credentials(text), ()
+        return record
+
+    masked.masks_credentials = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masked)
 
 
 def _ascii(value: str, what: str) -> str:
@@ -156,6 +187,11 @@ class Settings(BaseSettings):
         """OLLAMA_HOST as messages show it, without any user:password."""
         return without_credentials(self.ollama_host)
 
+    @property
+    def mcp_shown(self) -> str:
+        """MCP_SERVER_URL as messages, logs and reports show it, without any user:password."""
+        return without_credentials(self.mcp_server_url)
+
     def ollama_request_headers(self) -> dict[str, str]:
         headers = dict(self.ollama_headers)
         if self.ollama_api_key:
@@ -203,6 +239,8 @@ def load_settings(**overrides: Any) -> Settings:
         given = first.get("input")
         if _env_name(first["loc"]) in SECRET_VARIABLES:
             given = "***"  # never repeat a secret, not even a malformed one
-        elif isinstance(given, str) and len(given) > 80:
+        elif isinstance(given, str):
+            given = _USERINFO.sub(r"\1***@", given)  # a URL's user:password, even in a malformed one
+        if isinstance(given, str) and len(given) > 80:
             given = given[:77] + "..."
         raise SettingsError(f"invalid setting {_env_name(first['loc'])}={given!r}: {message}") from None

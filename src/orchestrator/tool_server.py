@@ -17,6 +17,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import CONNECTION_CLOSED
 
 from .errors import ExitCode, UserError
+from .settings import without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class ToolServer:
 
     def __init__(self, url: str, timeout: int) -> None:
         self.url = url
+        self.shown = without_credentials(url)  # what messages say: no user:password
         self.timeout = timeout
         self._mcp: MCPStreamableHTTPTool | None = None
 
@@ -130,7 +132,7 @@ class ToolServer:
     def unreachable(self, error: BaseException | None = None) -> UserError:
         cause = f" ({type(error).__name__})" if error is not None else ""
         return UserError(
-            f"the tool server at {self.url} is not reachable{cause}; check that mcp-server is running "
+            f"the tool server at {self.shown} is not reachable{cause}; check that mcp-server is running "
             "and MCP_SERVER_URL is right (the next turn reconnects)",
             ExitCode.MCP_UNREACHABLE,
         )

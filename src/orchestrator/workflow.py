@@ -262,7 +262,7 @@ class TravelPlanner:
                 error,
                 host=self.settings.ollama_shown,
                 model=self.model,
-                mcp_url=self.settings.mcp_server_url,
+                mcp_url=self.settings.mcp_shown,
                 offline=self.settings.offline,
             )
             overflowed = meter.last_estimate >= 0.9 * meter.prompt_budget

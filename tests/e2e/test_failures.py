@@ -130,6 +130,26 @@ def test_credentials_in_ollama_host_stay_out_of_messages(run_main):
     assert "s3cret" not in run.stderr and "***" in run.stderr
 
 
+def test_credentials_in_mcp_server_url_stay_out_of_messages_logs_and_json(run_main, tools):
+    # A dead tool server: the error line, --json's error and the -v logs.
+    dead = f"http://user:s3cret@127.0.0.1:{free_port()}/mcp"
+    run = run_main("--prompt", TRIP, "--json", "-v", MCP_SERVER_URL=dead)
+    assert run.code == 5
+    assert "s3cret" not in run.stdout + run.stderr
+    assert "http://***@127.0.0.1" in run.json()["error"]
+    assert "error: the tool server at http://***@127.0.0.1" in run.stderr
+    # A live one reached with credentials: httpx logs every request's URL with -v.
+    live = tools.url.replace("http://", "http://user:s3cret@")
+    run = run_main("--prompt", TRIP, "-v", MCP_SERVER_URL=live)
+    assert run.code == 0, run.stderr
+    assert "HTTP Request: POST http://***@127.0.0.1" in run.stderr
+    assert "s3cret" not in run.stdout + run.stderr
+    # A malformed one: the settings line.
+    run = run_main("--prompt", TRIP, MCP_SERVER_URL="http://user:s3cret@ bad/mcp")
+    assert run.code == 2 and "s3cret" not in run.stderr
+    assert_one_clear_line(run.stderr, "invalid setting MCP_SERVER_URL='http://***@ bad/mcp'")
+
+
 def test_an_empty_reply_is_reported(run_main):
     run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-empty")
     assert run.code == 1

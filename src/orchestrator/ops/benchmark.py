@@ -322,7 +322,7 @@ class Benchmark:
             }
         )
         if "pipeline" in self.args.mode:
-            self.environment["mcp_server_url"] = self.settings.mcp_server_url
+            self.environment["mcp_server_url"] = self.settings.mcp_shown
 
     async def _running(self, client: Any) -> dict[str, Any] | None:
         """This model's entry of /api/ps (what `ollama ps` shows), if it is loaded."""
@@ -408,7 +408,7 @@ class Benchmark:
             error,
             host=self.settings.ollama_shown,
             model=self.model,
-            mcp_url=self.settings.mcp_server_url,
+            mcp_url=self.settings.mcp_shown,
             offline=self.settings.offline,
         )
 

@@ -14,7 +14,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from ..errors import ExitCode, UserError
-from ..settings import Settings, SettingsError, load_settings
+from ..settings import Settings, SettingsError, load_settings, mask_credentials_in_logs
 
 
 def settings_or_exit(**overrides: Any) -> Settings:
@@ -28,6 +28,7 @@ def settings_or_exit(**overrides: Any) -> Settings:
 
 def quiet_logging(verbose: bool) -> None:
     """The libraries' own logs only with -v: every failure is explained in the command's output."""
+    mask_credentials_in_logs()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.CRITICAL,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -230,7 +230,7 @@ class Doctor:
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError) as error:
-            c.status, c.detail = "FAIL", f"{url} did not answer ({transport_reason(error)})"
+            c.status, c.detail = "FAIL", f"{without_credentials(url)} did not answer ({transport_reason(error)})"
             c.fix = "start it (docker compose up -d mcp-server) or fix MCP_SERVER_URL"
             return
         c.status = "PASS"
@@ -351,7 +351,7 @@ def render(checks: list[Check], settings: Settings) -> str:
     detail_column = dashes.rindex(" ") + 1
     lines = [
         f"offline-agents {__version__} doctor · model {settings.ollama_model} · Ollama {settings.ollama_shown} · "
-        f"tools {without_credentials(settings.mcp_server_url)}",
+        f"tools {settings.mcp_shown}",
         "",
         header,
         dashes,
@@ -370,7 +370,7 @@ def report(checks: list[Check], settings: Settings) -> dict[str, Any]:
         "version": __version__,
         "model": settings.ollama_model,
         "ollama": settings.ollama_shown,
-        "mcp_server": without_credentials(settings.mcp_server_url),
+        "mcp_server": settings.mcp_shown,
         "summary": _summary(checks),
         "checks": [asdict(c) for c in checks],
     }

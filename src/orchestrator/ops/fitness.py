@@ -368,7 +368,7 @@ def render(rows: list[Row]) -> str:
 def report(rows: list[Row], settings: Settings, repeat: int) -> dict[str, Any]:
     return {
         "ollama": settings.ollama_shown,
-        "mcp_server": settings.mcp_server_url,
+        "mcp_server": settings.mcp_shown,
         "repeat": repeat,
         "models": [
             {
