@@ -8,8 +8,11 @@ import subprocess
 import sys
 import time
 
+from contextlib import contextmanager
+
 import pexpect
 import pytest
+from fastmcp import Client
 from dashboard_standin.testing import run_process as run_dashboard
 from service_processes import ROOT, free_port, ollama_standin, run_service, stack_env
 
@@ -40,14 +43,18 @@ def otel_env(dashboard, *, protocol: str = "grpc", key: str | None = None) -> di
     }
 
 
+@contextmanager
+def tool_server(dashboard, workdir, **extra: str):
+    port = free_port()
+    env = {"MCP_HOST": "127.0.0.1", "MCP_PORT": str(port), "MCP_LOG_LEVEL": "warning", **otel_env(dashboard), **extra}
+    with run_service("mcp-server", ["-m", "mcp_server"], f"http://127.0.0.1:{port}/health", workdir, env) as service:
+        service.url = f"http://127.0.0.1:{port}/mcp"
+        yield service
+
+
 @pytest.fixture(scope="module")
 def traced_tools(dashboard, tmp_path_factory):
-    port = free_port()
-    env = {"MCP_HOST": "127.0.0.1", "MCP_PORT": str(port), "MCP_LOG_LEVEL": "warning", **otel_env(dashboard)}
-    with run_service(
-        "mcp-server", ["-m", "mcp_server"], f"http://127.0.0.1:{port}/health", tmp_path_factory.mktemp("mcp"), env
-    ) as service:
-        service.url = f"http://127.0.0.1:{port}/mcp"
+    with tool_server(dashboard, tmp_path_factory.mktemp("mcp")) as service:
         yield service
 
 
@@ -95,7 +102,7 @@ def test_one_turn_is_one_trace_across_both_processes(traced_run, dashboard):
     climate = next(s for s in spans if s["service"] == "mcp-server" and s["name"] == "tools/call get_climate")
     parent = by_id[climate["parent_span_id"]]
     assert parent["service"] == "orchestrator" and "get_climate" in parent["name"]
-    assert climate["attributes"]["travel.city"] == "Lisbon" and climate["attributes"]["travel.month"] == 5
+    assert climate["attributes"]["travel.months"] == 1  # a count; what was asked stays out by default
     # prompts and replies stay out of telemetry by default
     assert not any("Lisbon in May" in str(s["attributes"]) for s in spans if s["service"] == "orchestrator")
 
@@ -216,7 +223,52 @@ def test_a_traceparent_http_header_is_honoured(traced_tools, dashboard):
 
     (span,) = calls(dashboard.wait_for(calls, 15))
     assert span["parent_span_id"] == parent_id
-    assert span["attributes"]["travel.city"] == "Accra"
+    assert "travel.city" not in span["attributes"]
+
+
+async def ask_the_tools(url: str) -> None:
+    """Two calls whose arguments must not leave: one answered, one refused with a ToolError."""
+    async with Client(url) as client:
+        await client.call_tool("get_climate", {"city": "Tromsø", "month": 2})
+        refused = await client.call_tool("get_destination", {"city": "Peking-Xq"}, raise_on_error=False)
+        assert refused.is_error
+
+
+def mcp_telemetry(dashboard, *, logs: int) -> tuple[list[dict], list[dict]]:
+    """The tool server's two tools/call spans (and `logs` log records), once they have arrived."""
+
+    def mine(t: dict) -> tuple[list[dict], list[dict]]:
+        spans = [s for s in t["spans"] if s["service"] == "mcp-server" and s["name"].startswith("tools/call")]
+        return spans, [e for e in t["logs"] if e["service"] == "mcp-server" and "ms" in str(e["body"])]
+
+    telemetry = dashboard.wait_for(lambda t: len(mine(t)[0]) >= 2 and len(mine(t)[1]) >= logs, 15)
+    return mine(telemetry)
+
+
+async def test_no_tool_argument_leaves_the_tool_server_by_default(traced_tools, dashboard):
+    dashboard.clear()
+    await ask_the_tools(traced_tools.url)
+    spans, logs = mcp_telemetry(dashboard, logs=2)
+    everything = json.dumps(dashboard.wait_for(lambda t: True), ensure_ascii=False)
+    for asked in ("Tromsø", "Troms", "Peking", '"month"', "travel.city", 'travel.month"'):
+        assert asked not in everything, asked
+    # what is left is still useful: which tool, how it went, how long
+    assert sorted(str(e["body"]).split(":")[0] for e in logs) == ["get_climate", "get_destination"]
+    refused = next(s for s in spans if s["name"] == "tools/call get_destination")
+    assert refused["status"]["code"] == "error" and refused["status"]["message"] == "tool_error"
+    assert [e["attributes"] for e in refused["events"] if e["name"] == "exception"] == [
+        {"exception.type": "fastmcp.exceptions.ToolError"}
+    ]
+
+
+async def test_the_sensitive_data_switch_lets_tool_arguments_in(dashboard, tmp_path):
+    with tool_server(dashboard, tmp_path, ENABLE_SENSITIVE_DATA="true") as tools:
+        dashboard.clear()
+        await ask_the_tools(tools.url)
+        spans, logs = mcp_telemetry(dashboard, logs=2)
+    climate = next(s for s in spans if s["name"] == "tools/call get_climate")
+    assert climate["attributes"]["travel.city"] == "Tromsø" and climate["attributes"]["travel.month"] == 2
+    assert any("Peking-Xq" in str(e["body"]) for e in logs)
 
 
 def test_the_sensitive_data_switch_puts_prompts_in(traced_run, dashboard):

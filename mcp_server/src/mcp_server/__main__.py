@@ -23,7 +23,7 @@ def main() -> None:
     from .server import TOOLS, build_app, build_server
     from .telemetry import configure
 
-    stop_telemetry = configure()  # before the server: its meters bind to the real provider
+    stop_telemetry = configure(settings.sensitive_data)  # before the server: its meters bind to the real provider
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the handler it found. With
     # Python's default one the process would die there and never flush; with this one it unwinds
     # through `finally` below.

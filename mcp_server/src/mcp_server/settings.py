@@ -22,6 +22,8 @@ class ServerSettings(BaseSettings):
         description="Comma-separated Host header patterns (fnmatch) the server accepts.",
     )
     log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
+    # The orchestrator's switch (Agent Framework's name): true lets tool arguments into logs and spans.
+    sensitive_data: bool = Field(False, validation_alias="ENABLE_SENSITIVE_DATA")
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -34,7 +36,11 @@ class ServerSettings(BaseSettings):
 def describe_error(error: ValidationError, prefix: str) -> str:
     """One line naming the variable, what was given and what is accepted."""
     first = error.errors()[0]
-    name = prefix + "_".join(str(part) for part in first["loc"]).upper()
+    field = ServerSettings.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+    alias = field.validation_alias if field else None
+    if alias is None and first["loc"] and str(first["loc"][0]).isupper():
+        alias = first["loc"][0]  # already the variable's own name (a field with an alias)
+    name = str(alias) if alias else prefix + "_".join(str(part) for part in first["loc"]).upper()
     given = first.get("input")
     return f"invalid setting {name}={given!r}: {first['msg']}"
 

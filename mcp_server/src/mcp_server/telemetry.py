@@ -3,6 +3,11 @@
 Export is on when OTEL_EXPORTER_OTLP_ENDPOINT is set; the standard OTEL_* variables choose the
 protocol and headers (the dashboard's API key). FastMCP opens a span for every tools/call, parented
 on the trace context the client put in the request's `_meta`; the tools add what they looked up.
+
+Privacy: what a caller asked (cities, months, currencies, and the error messages that repeat them)
+leaves this process only with ENABLE_SENSITIVE_DATA=true, the orchestrator's switch. Off, the
+telemetry holds tool names, outcomes, durations and counts; log lines, span attributes, span status
+and exception events are cut to that before they are exported.
 """
 
 from __future__ import annotations
@@ -24,13 +29,28 @@ from . import __version__
 
 logger = logging.getLogger("mcp_server.tools")
 EXPORT_TIMEOUT_S = 5.0
+# Attributes that say how much, not what: kept when sensitive data is off.
+COUNTS = frozenset({"months", "results"})
+_sensitive = False
+
+
+def sensitive_data() -> bool:
+    """ENABLE_SENSITIVE_DATA, as configure() was given it."""
+    return _sensitive
 
 
 def annotate(**attributes: Any) -> None:
-    """Add what a tool looked up to its span (`travel.city`, `travel.months`, ...)."""
+    """Add what a tool looked up to its span (`travel.city`, `travel.months`, ...); with sensitive
+    data off only the counts (`travel.months`, `travel.results`)."""
     span = trace.get_current_span()
     if span.is_recording():
-        span.set_attributes({f"travel.{key}": value for key, value in attributes.items() if value is not None})
+        span.set_attributes(
+            {
+                f"travel.{key}": value
+                for key, value in attributes.items()
+                if value is not None and (_sensitive or key in COUNTS)
+            }
+        )
 
 
 class ToolMetrics(Middleware):
@@ -57,7 +77,10 @@ class ToolMetrics(Middleware):
             seconds = time.perf_counter() - started
             self.calls.add(1, {"tool": tool})
             self.duration.record(seconds, {"tool": tool})
-            logger.info("%s %s: %s in %.1f ms", tool, _short(context.message.arguments), outcome, seconds * 1000)
+            if _sensitive:
+                logger.info("%s %s: %s in %.1f ms", tool, _short(context.message.arguments), outcome, seconds * 1000)
+            else:
+                logger.info("%s: %s in %.1f ms", tool, outcome, seconds * 1000)
 
 
 def _short(arguments: dict[str, Any] | None) -> str:
@@ -138,8 +161,61 @@ class _OneWarning(logging.Handler):
             )
 
 
-def configure() -> Callable[[], None]:
-    """Set up export if OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the flush-and-stop function."""
+class PrivateSpans:
+    """A span exporter in front of the real one that keeps what callers asked out of the spans:
+    FastMCP records a failed call's exception (its message repeats the arguments: "unknown city
+    'Peking'", and a stack trace) as an event and as the span's status. Off: the event keeps only
+    `exception.type`, the status only the error type."""
+
+    def __init__(self, exporter: Any) -> None:
+        self.exporter = exporter
+
+    def export(self, spans: Any) -> Any:
+        return self.exporter.export([_private(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+def _private(span: Any) -> Any:
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import Status
+
+    events = [
+        Event("exception", {"exception.type": str(e.attributes.get("exception.type", ""))}, e.timestamp)
+        if e.name == "exception" and e.attributes
+        else e
+        for e in span.events
+    ]
+    status = span.status
+    if status.description:
+        kind = (span.attributes or {}).get("error.type") or "error"
+        status = Status(status.status_code, str(kind))
+    attributes = {k: v for k, v in (span.attributes or {}).items() if not k.startswith("travel.") or k[7:] in COUNTS}
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def configure(sensitive: bool = False) -> Callable[[], None]:
+    """Set up export if OTEL_EXPORTER_OTLP_ENDPOINT is set; returns the flush-and-stop function.
+    `sensitive` (ENABLE_SENSITIVE_DATA) lets the tools' arguments into logs and spans."""
+    global _sensitive
+    _sensitive = sensitive
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return lambda: None
     from opentelemetry._logs import set_logger_provider
@@ -156,7 +232,7 @@ def configure() -> Callable[[], None]:
         {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", "mcp-server"), SERVICE_VERSION: __version__}
     )
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter if sensitive else PrivateSpans(span_exporter)))
     trace.set_tracer_provider(tracer_provider)
     meter_provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(metric_exporter)])
     metrics.set_meter_provider(meter_provider)
