@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-
 from contextlib import contextmanager
 
 import pexpect
 import pytest
-from fastmcp import Client
 from dashboard_standin.testing import run_process as run_dashboard
+from fastmcp import Client
 from service_processes import ROOT, free_port, ollama_standin, run_service, stack_env
 
 pytestmark = pytest.mark.e2e
