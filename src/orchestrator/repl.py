@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -30,10 +31,51 @@ Ctrl-C stops the answer in progress; the session goes on."""
 
 Reader = Callable[[], Awaitable[str | None]]
 
+# Terminal control sequences that reach a line as text (a paste of coloured output, a key the line
+# editor does not know): CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), any other ESC pair,
+# and the bare C0/C1 control characters. Tabs and newlines are text.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor keys, bracketed-paste markers
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[P^_][^\x1b]*(?:\x1b\\)?"  # DCS, PM, APC strings
+    r"|\x1b.?"  # any other escape
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def clean_input(text: str) -> tuple[str, int]:
+    """The line without terminal control sequences, and how many were removed."""
+    cleaned, removed = _CONTROL.subn("", text)
+    return cleaned.replace("\t", " "), removed
+
 
 def history_path() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "offline-agents" / "history"
+
+
+def private_history(path: Path) -> Any:
+    """The line history: a file only its owner can read (it holds every request typed), without
+    blank lines; in memory only when the file cannot be made (a read-only home)."""
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    class PrivateHistory(FileHistory):
+        def append_string(self, string: str) -> None:
+            if string.strip():
+                super().append_string(string)
+
+    class MemoryHistory(InMemoryHistory):
+        def append_string(self, string: str) -> None:
+            if string.strip():
+                super().append_string(string)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(path, 0o600)  # also a file an older version made with the umask's mode
+        return PrivateHistory(str(path))
+    except OSError:
+        return MemoryHistory()
 
 
 class Repl:
@@ -65,7 +107,13 @@ class Repl:
                     loop.add_signal_handler(signal.SIGINT, self._interrupt)
                 if line is None:
                     break
+                line, removed = clean_input(line)
                 line = line.strip()
+                if removed:
+                    self.printer.info(
+                        f"note: removed {removed} terminal control sequence{'s' * (removed > 1)} from the input"
+                        + ("; nothing left to send" if not line else "")
+                    )
                 if line:
                     await self._cancellable(self._command(line) if line.startswith("/") else self._ask(line))
         except asyncio.CancelledError:
@@ -84,16 +132,25 @@ class Repl:
 
     def _prompt_toolkit_reader(self) -> Reader:
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+        from prompt_toolkit.key_binding import KeyBindings
+        from prompt_toolkit.keys import Keys
 
-        path = history_path()
-        history: History
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            history = FileHistory(str(path))
-        except OSError:  # a read-only home: keep history for this session only
-            history = InMemoryHistory()
-        session: Any = PromptSession(history=history)
+        bindings = KeyBindings()
+
+        # The prompt does not use the mouse, so a mouse report is never wanted. Typed or pasted by
+        # hand (ESC [ M and three bytes), prompt_toolkit's own handler fails on bytes it has no
+        # entry for and stops the prompt with "Unhandled exception in event loop".
+        @bindings.add(Keys.Vt100MouseEvent)
+        def _ignore_mouse(_event: Any) -> None:
+            return None
+
+        # NUL (Ctrl-Space, Ctrl-@, or a NUL in pasted text) would start a selection that the next
+        # typed characters replace: the rest of the line would be lost.
+        @bindings.add("c-@")
+        def _ignore_nul(_event: Any) -> None:
+            return None
+
+        session: Any = PromptSession(history=private_history(history_path()), key_bindings=bindings)
 
         async def read() -> str | None:
             return await session.prompt_async("you> ")

@@ -207,6 +207,25 @@ class TravelPlanner:
     def reset(self) -> None:
         self.history.clear()
 
+    def request_limit(self) -> int:
+        """The most characters one request may have: half of what the prompt may take, so the
+        agents' instructions, the tool schemas and the tool results still fit beside it."""
+        meter = ContextMeter(self.settings.num_ctx, self.model_ctx, self.settings.max_output_tokens,
+                             chars_per_token=self.chars_per_token)  # fmt: skip
+        return int(meter.prompt_budget // 2 * meter.chars_per_token)
+
+    def too_long(self, prompt: str) -> UserError | None:
+        """A request the model's context cannot take, refused before anything is sent."""
+        limit = self.request_limit()
+        if len(prompt) <= limit:
+            return None
+        return UserError(
+            f"the request is {len(prompt):,} characters; with OLLAMA_NUM_CTX={self.settings.num_ctx} model "
+            f"{self.model} can take about {limit:,} beside the agents' instructions and tool results; "
+            "shorten it, or raise OLLAMA_NUM_CTX (and the model must support that context)",
+            ExitCode.USAGE,
+        )
+
     def _chat_client(self, agent: str) -> GuardedChatClient:
         return GuardedChatClient(
             agent=agent,
@@ -228,6 +247,9 @@ class TravelPlanner:
 
         Cancellation (Ctrl-C) propagates, after the record of what ran so far is kept.
         """
+        refused = self.too_long(prompt)
+        if refused is not None:  # nothing sent, nothing added to the conversation
+            return TurnRecord(prompt=prompt, model=self.model, error=refused.message, exit_code=refused.code)
         with turn_span(prompt, self.model) as span:
             record = await self._turn(prompt, on_event)
             record.trace_id = trace_id_of(span)

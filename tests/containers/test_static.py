@@ -134,6 +134,19 @@ def test_long_running_services_restart_and_run_under_init(configs):
         assert service["deploy"]["resources"]["limits"]["memory"], name
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_service_runs_without_privileges(configs, variant):
+    # As the Kubernetes base does: capabilities dropped, no privilege escalation, read-only root.
+    for name, service in configs[variant]["services"].items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert service.get("read_only") is True, name
+        assert not service.get("privileged") and not service.get("cap_add"), name
+        assert "/tmp" in service.get("tmpfs", []), name  # the scratch space each one needs
+    dashboard = configs[variant]["services"]["aspire-dashboard"]
+    assert "/home/app:uid=1654,gid=1654,mode=0700" in dashboard["tmpfs"]  # its user's login keys
+
+
 def test_missing_secret_fails_loudly(tmp_path):
     done = subprocess.run(
         [str(BIN / "docker-compose"), "--env-file", str(ROOT / ".env"), "--profile", "cpu", "config"],

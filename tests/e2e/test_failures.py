@@ -210,6 +210,15 @@ def test_a_malformed_ollama_host_is_one_settings_line_and_help_still_works(run_m
         assert "usage:" in run.stdout or "main.py 0." in run.stdout
 
 
+def test_a_request_too_long_for_the_context_exits_2_before_anything_is_sent(run_main):
+    run = run_main("--prompt", "Lisbon " * 10_000, "--json")
+    assert run.code == 2
+    record = run.json()
+    assert record["ok"] is False and record["agents"] == [] and record["tool_calls"] == []
+    assert record["error"].startswith("the request is 70,000 characters; with OLLAMA_NUM_CTX=8192")
+    assert_one_clear_line(run.stderr, "shorten it, or raise OLLAMA_NUM_CTX")
+
+
 def test_bad_arguments_exit_2(run_main):
     run = run_main("--json")
     assert run.code == 2

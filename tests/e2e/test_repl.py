@@ -160,3 +160,46 @@ def test_sigterm_at_an_idle_piped_prompt_exits_promptly(repl_env, tmp_path):
         assert time.monotonic() - started < 3
     finally:
         child.kill()
+
+
+def test_control_sequences_typed_or_pasted_are_cleaned_and_the_line_kept(repl_env, tmp_path):
+    child = start(repl_env, tmp_path)
+    # A mouse report prompt_toolkit cannot decode (typed by hand: ESC [ M and three bytes), and a
+    # NUL: before, the first stopped the prompt with "Unhandled exception in event loop" and the
+    # second swallowed the rest of the line.
+    for junk in ("\x1b[Mzzz", "\x00"):
+        child.send(f"/mod{junk}el\r")
+        child.expect_exact("model: qwen2.5:7b")
+        child.expect_exact(PROMPT)
+        assert "Unhandled exception" not in child.before
+    # Pasted coloured text: the escape sequences reach the line and are removed from it, with a note.
+    child.send("\x1b[200~/mod\x1b[31mel\x1b[0m\x1b[201~\r")
+    child.expect_exact("note: removed 2 terminal control sequences from the input")
+    child.expect_exact("model: qwen2.5:7b")
+    child.expect_exact(PROMPT)
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+
+
+def test_a_request_too_long_for_the_context_is_refused_and_the_session_goes_on(repl_env, tmp_path):
+    child = start({**repl_env, "OLLAMA_NUM_CTX": "2048"}, tmp_path)
+    child.send("\x1b[200~" + "Lisbon in May, " * 400 + "\x1b[201~\r")  # 5,999 characters once stripped, pasted
+    child.expect_exact("error: the request is 5,999 characters; with OLLAMA_NUM_CTX=2048")
+    child.expect_exact(PROMPT)
+    assert "── Researcher" not in child.before  # nothing was sent to the model
+    assert "Day 3 (Lisbon)" in ask(child, "3 days in Lisbon in May")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+
+
+def test_history_is_private_and_keeps_no_blank_lines(repl_env, tmp_path):
+    child = start(repl_env, tmp_path)
+    ask(child, "   ")
+    ask(child, "/help")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    history = tmp_path / "state/offline-agents/history"
+    assert history.stat().st_mode & 0o777 == 0o600
+    assert (history.parent.stat().st_mode & 0o077) == 0
+    entries = [line[1:] for line in history.read_text().splitlines() if line.startswith("+")]
+    assert entries == ["/help", "/quit"]
