@@ -129,11 +129,11 @@ async def one_shot(settings, prompt: str, *, as_json: bool) -> int:
     else:
         if record.ok:
             print(record.plan)
-        if record.trace_id:
+        if record.trace_id:  # through the printer, as the error below: on a line of its own
             link = trace_link(settings.dashboard_url, record.trace_id) or record.trace_id
-            print(f"trace: {link}", file=sys.stderr)
-    if not record.ok:
-        print(f"error: {record.error}", file=sys.stderr)
+            progress.info(f"trace: {link}")
+    if not record.ok:  # after a reply cut mid-line, on a new line
+        progress.error(record.error or "the turn failed")
     return int(record.exit_code)
 
 

@@ -150,7 +150,17 @@ def from_ollama_status(status: int, detail: str, *, host: str, model: str, offli
     if status < 0:  # an error Ollama reported inside a streamed reply (status -1 in the client)
         return UserError(f"Ollama at {host} stopped the reply with an error: {detail.strip()[:200]}",
                          ExitCode.TURN_FAILED)  # fmt: skip
-    return UserError(f"Ollama at {host} answered {status}: {detail.strip()[:200]}", ExitCode.TURN_FAILED)
+    if status >= 500:
+        return UserError(
+            f"Ollama at {host} failed with {status} ({detail.strip()[:160] or 'no detail'}); the model may not "
+            "fit in memory or failed to load: look at Ollama's log (docker compose logs ollama) and `ollama ps`, "
+            "then ask again, or use a smaller model or OLLAMA_NUM_CTX",
+            ExitCode.TURN_FAILED,
+        )
+    return UserError(
+        f"Ollama at {host} answered {status}: {detail.strip()[:200]}; check OLLAMA_HOST and Ollama's log",
+        ExitCode.TURN_FAILED,
+    )
 
 
 def _is_mcp(chain: list[BaseException]) -> bool:

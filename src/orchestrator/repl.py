@@ -30,6 +30,8 @@ Commands:
 Ctrl-C stops the answer in progress; the session goes on."""
 
 Reader = Callable[[], Awaitable[str | None]]
+# What Ollama takes as a model name: [host/][namespace/]model[:tag], no spaces.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
 
 # Terminal control sequences that reach a line as text (a paste of coloured output, a key the line
 # editor does not know): CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), any other ESC pair,
@@ -242,6 +244,13 @@ class Repl:
                 self.printer.info(f"pulled in Ollama: {names}")
             except Exception as error:  # listing is a convenience; say why it is missing
                 self.printer.error(f"cannot list models: {type(error).__name__}")
+            return
+        if not MODEL_NAME.fullmatch(name):
+            shown = name if len(name) <= 40 else name[:39] + "…"
+            self.printer.error(
+                f"{shown!r} is not a model name; /model takes one name such as qwen2.5:7b "
+                "(letters, digits and . _ : / -, at most 200 characters)"
+            )
             return
         try:
             info = await self.planner.use_model(name)

@@ -172,6 +172,13 @@ def test_ollama_dying_mid_reply_ends_the_turn_clearly(run_main):
     assert run.json()["agents"][0]["output"].startswith("Lisbon is")
 
 
+def test_a_reply_cut_mid_line_and_its_error_are_on_separate_lines(run_main):
+    run = run_main("--prompt", TRIP, "--model", "misbehave-crash")
+    assert run.code == 1
+    (line,) = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert line.startswith("error: the connection to Ollama"), run.stderr
+
+
 @pytest.mark.parametrize(
     ("env", "line"),
     [

@@ -53,6 +53,11 @@ def test_a_session_streams_each_agent_and_shows_tool_calls(repl_env, tmp_path):
     assert "model: qwen2.5:7b" in ask(child, "/model")
     assert "model: llama3.2:3b" in ask(child, "/model llama3.2:3b")
     assert "ollama pull nope:1b" in ask(child, "/model nope:1b")
+    child.send("\x1b[200~/model " + "x" * 3000 + "\x1b[201~\r")  # not echoed whole, no pull command for it
+    child.expect_exact("is not a model name")
+    child.expect_exact(PROMPT)
+    assert len(child.before) < 300 and "ollama pull" not in child.before
+    assert "is not a model name" in ask(child, "/model llama3 please now")
     assert "unknown command /fly" in ask(child, "/fly")
     assert "new conversation" in ask(child, "/reset")
     child.sendline("/quit")

@@ -68,6 +68,11 @@ def test_other_host_headers_are_refused(server):
     # DNS-rebinding protection stays on: only the service names and localhost are answered.
     assert _initialize(server.url, "attacker.example.com").status_code == 421
     assert _initialize(server.url, "10.1.2.3:8090").status_code == 421
+    # `*` in mcp-server.*.svc is one label (a namespace), not any run of labels
+    assert _initialize(server.url, "mcp-server.attacker.svc").status_code == 200  # one label: a namespace
+    assert _initialize(server.url, "mcp-server.evil.attacker.svc").status_code == 421
+    assert _initialize(server.url, "mcp-server.x.svc.attacker.example").status_code == 421
+    assert _initialize(server.url, "mcp-server.a.b.svc.cluster.local").status_code == 421
 
 
 def test_health_answers_probes_that_address_the_pod_by_ip(server):

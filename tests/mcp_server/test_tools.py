@@ -202,6 +202,7 @@ async def test_results_are_json_text_too_for_clients_without_structured_output(c
         ("get_climate", {"city": "Lisbon", "month": "١٢"}, "is not a month"),
         ("get_climate", {"city": "Lisbon", "month": 10**4000}, "is out of range"),
         ("get_climate", {"city": "Lisbon", "month": True}, "Invalid arguments for get_climate"),
+        ("convert_currency", {"amount": True, "from_currency": "USD", "to_currency": "EUR"}, "got true"),
         ("get_climate", {"city": "Lisbon", "end_date": ""}, "needs a start_date"),
         ("get_climate", {"city": "Lisbon", "month": 5, "start_date": ""}, "not both"),
         ("time_difference", {"from_city": "Paris", "to_city": "Rome", "date": ""}, "date is empty"),

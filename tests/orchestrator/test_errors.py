@@ -72,3 +72,15 @@ def test_tool_server_gone_names_mcp_server_url():
 def test_anything_else_keeps_its_type_on_one_line():
     error = explained(RuntimeError("odd\nsecond line"))
     assert error.message.startswith("the turn failed: RuntimeError: odd")
+
+
+def test_a_server_error_from_ollama_names_where_to_look_and_what_to_change():
+    error = explained(ollama.ResponseError("llama runner process has terminated: signal: killed", 500))
+    assert error.code == ExitCode.TURN_FAILED
+    assert error.message.startswith(f"Ollama at {HOST} failed with 500 (llama runner process has terminated")
+    assert "docker compose logs ollama" in error.message and "smaller model" in error.message
+
+
+def test_credentials_never_reach_a_message_whatever_built_it():
+    error = explained(RuntimeError("POST http://user:s3cret@mcp-server:8090/mcp failed"))
+    assert "s3cret" not in error.message and "http://***@mcp-server" in error.message

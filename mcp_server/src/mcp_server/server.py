@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.exceptions import ValidationError as ArgumentsError
@@ -9,7 +11,7 @@ from fastmcp.server.middleware import Middleware, MiddlewareContext
 from mcp.types import ToolAnnotations
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
@@ -76,6 +78,29 @@ def build_server() -> FastMCP:
     return mcp
 
 
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_allowed(host: str, patterns: list[str]) -> bool:
+    """Whether a Host header matches: loopback always, else one of MCP_ALLOWED_HOSTS, where `*`
+    stands for one DNS label. (FastMCP's fnmatch lets `*` match dots too, so `mcp-server.*.svc`
+    would also answer `mcp-server.attacker.example.svc`.)"""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8090
+        host = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    if host in LOOPBACK:
+        return True
+    for pattern in patterns:
+        if pattern.strip() == "*":
+            return True
+        regex = r"[^.]+".join(re.escape(part) for part in pattern.strip().lower().split("*"))
+        if re.fullmatch(regex, host):
+            return True
+    return False
+
+
 def build_app(mcp: FastMCP, path: str, allowed_hosts: list[str]) -> ASGIApp:
     """The HTTP app: MCP behind DNS-rebinding protection, /health open to probes.
 
@@ -90,7 +115,16 @@ def build_app(mcp: FastMCP, path: str, allowed_hosts: list[str]) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/health":
             await open_routes(scope, receive, send)
+        elif scope["type"] == "http" and not host_allowed(_host_header(scope), allowed_hosts):
+            await Response("Misdirected Request", status_code=421)(scope, receive, send)
         else:
             await guarded(scope, receive, send)
 
     return app
+
+
+def _host_header(scope: Scope) -> str:
+    for key, value in scope.get("headers", []):
+        if key == b"host":
+            return value.decode("latin-1")
+    return ""

@@ -10,7 +10,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastmcp.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from ..telemetry import annotate
 from . import inputs
@@ -133,8 +133,15 @@ def _currency(value: object, field: str) -> str:
     return code
 
 
+def _not_a_boolean(value: object) -> object:
+    # Pydantic would take `true` as 1.0; a boolean is a model's mistake, said as month's is.
+    if isinstance(value, bool):
+        raise ValueError(f"amount must be a number such as 150 or 99.5, got {str(value).lower()}")
+    return value
+
+
 def convert_currency(
-    amount: Annotated[float, Field(description="Amount in from_currency")],
+    amount: Annotated[float, BeforeValidator(_not_a_boolean), Field(description="Amount in from_currency")],
     from_currency: Annotated[str, Field(description="ISO 4217 code, e.g. USD")],
     to_currency: Annotated[str, Field(description="ISO 4217 code, e.g. EUR")],
 ) -> Conversion:
