@@ -25,16 +25,18 @@ done
 [ -n "$container" ] || { echo "error: no running ollama service; start the stack first (make up-cpu)" >&2; exit 3; }
 
 work=$(mktemp -d)
+# Staged in the model volume: the root file system is read-only and /tmp a tmpfs, which `docker cp`
+# cannot write to (and a multi-GB file there would take as much RAM).
 # A failed import must not leave a multi-GB copy in the container.
-trap 'rm -rf "$work"; docker exec "$container" rm -rf /tmp/import >/dev/null 2>&1 || true' EXIT
+trap 'rm -rf "$work"; docker exec "$container" rm -rf /root/.ollama/.import >/dev/null 2>&1 || true' EXIT
 {
-  echo "FROM /tmp/import/model.gguf"
+  echo "FROM /root/.ollama/.import/model.gguf"
   if [ -n "$modelfile" ]; then grep -viE '^[[:space:]]*FROM[[:space:]]' "$modelfile" || true; fi
 } >"$work/Modelfile"
 
-docker exec "$container" mkdir -p /tmp/import
-docker cp "$gguf" "$container:/tmp/import/model.gguf"
-docker cp "$work/Modelfile" "$container:/tmp/import/Modelfile"
+docker exec "$container" mkdir -p /root/.ollama/.import
+docker cp "$gguf" "$container:/root/.ollama/.import/model.gguf"
+docker cp "$work/Modelfile" "$container:/root/.ollama/.import/Modelfile"
 echo "importing $gguf as $name" >&2
-docker exec "$container" ollama create "$name" -f /tmp/import/Modelfile
+docker exec "$container" ollama create "$name" -f /root/.ollama/.import/Modelfile
 docker exec "$container" ollama list
