@@ -61,15 +61,16 @@ def private_history(path: Path) -> Any:
     blank lines; in memory only when the file cannot be made (a read-only home)."""
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-    class PrivateHistory(FileHistory):
+    class NoBlankLines:
         def append_string(self, string: str) -> None:
             if string.strip():
-                super().append_string(string)
+                super().append_string(string)  # type: ignore[misc]
 
-    class MemoryHistory(InMemoryHistory):
-        def append_string(self, string: str) -> None:
-            if string.strip():
-                super().append_string(string)
+    class PrivateHistory(NoBlankLines, FileHistory):
+        pass
+
+    class MemoryHistory(NoBlankLines, InMemoryHistory):
+        pass
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
