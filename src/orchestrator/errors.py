@@ -150,6 +150,12 @@ def from_ollama_status(status: int, detail: str, *, host: str, model: str, offli
     if status < 0:  # an error Ollama reported inside a streamed reply (status -1 in the client)
         return UserError(f"Ollama at {host} stopped the reply with an error: {detail.strip()[:200]}",
                          ExitCode.TURN_FAILED)  # fmt: skip
+    if status == 503:  # Ollama's queue is full (OLLAMA_MAX_QUEUE requests already waiting)
+        return UserError(
+            f"Ollama at {host} is busy and refused the request (503: {detail.strip()[:120] or 'no detail'}); "
+            "ask again when the running requests are done, or raise OLLAMA_NUM_PARALLEL or OLLAMA_MAX_QUEUE",
+            ExitCode.TURN_FAILED,
+        )
     if status >= 500:
         return UserError(
             f"Ollama at {host} failed with {status} ({detail.strip()[:160] or 'no detail'}); the model may not "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 
 import pytest
-from service_processes import ROOT, assert_one_clear_line, free_port, ollama_standin, stack_env
+from service_processes import ROOT, assert_one_clear_line, free_port, ollama_standin, stack_env, watch_process
 
 pytestmark = pytest.mark.e2e
 
@@ -26,18 +27,16 @@ def test_ollama_not_reachable_waits_then_names_ollama_host(run_main):
 
 def test_ollama_that_comes_up_during_the_wait_is_used(standin, tools, tmp_path):
     port = free_port()
-    env = stack_env(standin, tools, OLLAMA_HOST=f"http://127.0.0.1:{port}", OLLAMA_CONNECT_WAIT="30")
-    main = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--prompt", TRIP],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    time.sleep(2)
-    assert main.poll() is None, "main.py must keep waiting for Ollama"
-    with ollama_standin(tmp_path, "--models", "qwen2.5:7b", port=port):
-        stdout, stderr = main.communicate(timeout=60)
-    assert main.returncode == 0, stderr
-    assert "waiting for Ollama" in stderr
-    assert "# 3-day plan: Lisbon" in stdout
+    env = stack_env(standin, tools, OLLAMA_HOST=f"http://127.0.0.1:{port}", OLLAMA_CONNECT_WAIT="60")
+    # Ollama starts only once main.py says it is waiting: no race with a slow start on a loaded machine.
+    waiting = {"waiting": re.compile(r"waiting for Ollama")}
+    with watch_process([sys.executable, str(ROOT / "main.py"), "--prompt", TRIP], env=env, ready=waiting,
+                       name="main.py", timeout=60) as main:  # fmt: skip
+        with ollama_standin(tmp_path, "--models", "qwen2.5:7b", port=port):
+            code = main.process.wait(timeout=120)
+    output = "\n".join(main.lines)
+    assert code == 0, output
+    assert "# 3-day plan: Lisbon" in output
 
 
 def test_model_not_pulled_says_how_to_pull_it(run_main):

@@ -101,8 +101,10 @@ def test_a_small_context_trims_earlier_results_and_the_plan_is_still_made(run_ma
     assert record["ok"] and record["plan"]
 
 
-def test_a_request_larger_than_the_context_is_reported_as_an_overflow(run_main):
-    long_prompt = TRIP + ". " + "I like museums, food and long walks by the sea. " * 120
+def test_a_conversation_larger_than_the_context_is_reported_as_an_overflow(run_main):
+    # Short enough to be sent (a longer one is refused up front, test_failures), too long once the
+    # agents' instructions, tool schemas and tool results are added in a 1,024-token window.
+    long_prompt = TRIP + ". " + "I like museums, food and long walks by the sea. " * 20
     run = run_main("--prompt", long_prompt, "--json", OLLAMA_NUM_CTX="1024")
     assert run.code == 1
     error = run.json()["error"]

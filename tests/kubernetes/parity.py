@@ -423,7 +423,8 @@ def check_storage_and_process(i: Inputs) -> list[str]:
                 problems.append(f"storage: {pod.ref} mounts nothing at {target} (compose's {service} does)")
             elif volume["type"] == "volume" and "persistentVolumeClaim" not in volumes[mounts[target]]:
                 problems.append(f"storage: {pod.ref} {target} is not on a PersistentVolumeClaim")
-        for path in spec.get("tmpfs", []):
+        for entry in spec.get("tmpfs", []):
+            path = entry.split(":", 1)[0]  # "/home/app:uid=1654,mode=0700": mount options after the path
             if "emptyDir" not in volumes.get(mounts.get(path, ""), {}):
                 problems.append(f"storage: {pod.ref} has no emptyDir at {path} (compose's tmpfs)")
         read_only = (container.get("securityContext") or {}).get("readOnlyRootFilesystem") is True

@@ -196,7 +196,9 @@ def test_failed_requests_are_counted_and_the_run_goes_on(tmp_path, in_process, c
     [row] = only_report(tmp_path / "out")["results"]
     assert (row["ok"], row["errors"]) == (2, 2)
     assert row["error_messages"] == [
-        f"Ollama at {url} answered 503: server busy, please try again.  maximum pending requests exceeded"
+        f"Ollama at {url} is busy and refused the request (503: server busy, please try again.  maximum pending "
+        "requests exceeded); ask again when the running requests are done, or raise OLLAMA_NUM_PARALLEL or "
+        "OLLAMA_MAX_QUEUE"
     ]
     assert "2 failed: Ollama at" in printed
 
