@@ -16,6 +16,7 @@ class AgentSpec:
     instructions: str
     tools: tuple[str, ...]  # MCP tool names this agent may call; nothing else is offered
     required: tuple[str, ...] = ()  # an answer given without one successful call of these is no answer
+    handoff: str = ""  # its task, told when its turn comes after other agents' answers
 
 
 RESEARCHER = AgentSpec(
@@ -38,6 +39,7 @@ WEATHER = AgentSpec(
     title="Weather · climate for the travel dates",
     tools=("get_climate",),
     required=("get_climate",),
+    handoff="call get_climate for the destination and the travel month or dates, then report the climate normals.",
     instructions="""You are the Weather analyst in a travel-planning team.
 For each destination and the travel month or dates in the conversation, call get_climate (use month,
 or start_date and end_date when exact dates are given). If no month is mentioned, ask get_climate for
@@ -49,6 +51,7 @@ PLANNER = AgentSpec(
     name="Planner",
     title="Planner · day-by-day itinerary",
     tools=("travel_distance", "time_difference"),
+    handoff="write the day-by-day itinerary from what the team found, using their figures as given.",
     instructions="""You are the Planner in a travel-planning team.
 Write a day-by-day itinerary using what the Researcher and the Weather analyst found earlier in the
 conversation. Use travel_distance when the trip covers more than one city. For each day give a

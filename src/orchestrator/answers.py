@@ -143,5 +143,19 @@ def check_answer(
     return None
 
 
+def without_figures(text: str, shown: Sequence[str]) -> str:
+    """The answer without the sentences (or list lines) that state one of the figures `shown`: the
+    rest of an answer stays usable when a small model adds a figure no tool returned."""
+    kept_lines = []
+    for line in text.splitlines():
+        sentences = re.split(r"(?<=[.!?])\s+", line)
+        kept = [s for s in sentences if not any(figure in s for figure in shown)]
+        if len(kept) == len(sentences):
+            kept_lines.append(line)
+        elif kept and re.search(r"[^\W\d_]{2,}", " ".join(kept)):
+            kept_lines.append(" ".join(kept))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept_lines)).strip()
+
+
 def failure_line(agent: str, model: str, problem: Problem) -> str:
     return f"{agent} gave no usable answer with model {model}: {problem.cause}, also when asked again; {problem.fix}"

@@ -26,6 +26,15 @@ DEFAULT_CHARS_PER_TOKEN = 3.0
 TRIMMED_RESULT = "[tool result left out to fit the model's context; the agent's summary above has its facts]"
 TRIMMED_TEXT = "\n[... the rest was left out to fit the model's context]"
 CONTINUATION = "please continue."
+# How the message that hands an agent its turn begins (guarded.CheckedAgentExecutor): it carries the
+# earlier agents' answers, so it is the team's words, not the traveller's request.
+HANDOFF_HEAD = "Your turn in the travel team"
+
+
+def is_request(message: Message) -> bool:
+    """A message in the traveller's words: not the framework's "please continue.", not a handoff."""
+    text = message.text.strip()
+    return message.role == "user" and text != CONTINUATION and not text.startswith(HANDOFF_HEAD)
 
 
 def _content_chars(content: Any) -> int:
@@ -97,10 +106,9 @@ class ContextOverflow(Exception):
 
 
 def _last_request(messages: Sequence[Message]) -> int:
-    """Index of the traveller's latest request (the framework's "please continue." is not one)."""
+    """Index of the traveller's latest request."""
     for index in range(len(messages) - 1, -1, -1):
-        message = messages[index]
-        if message.role == "user" and message.text.strip() != CONTINUATION:
+        if is_request(messages[index]):
             return index
     return 0
 
@@ -174,8 +182,10 @@ def fit(messages: list[Message], options: dict[str, Any], meter: ContextMeter) -
     while size(out) > budget_chars:
         candidates = [
             (message_chars(out[i]), i)
-            for i in range(request + 1, own)
-            if out[i].role == "assistant" and message_chars(out[i]) > 400 + len(TRIMMED_TEXT) + 12
+            for i in range(request + 1, own + 1)
+            # earlier agents' answers: assistant messages, or the handoff that carries them
+            if ((out[i].role == "assistant" and i < own) or out[i].text.startswith(HANDOFF_HEAD))
+            and message_chars(out[i]) > 400 + len(TRIMMED_TEXT) + 12
         ]
         if not candidates:
             break

@@ -1,9 +1,10 @@
 """Which figures in an answer came from a tool result, and which came from nowhere.
 
 A figure is a number with a unit a traveller acts on: a temperature, an amount of money, a
-distance, millimetres of rain, hours. It is grounded when a tool result (or the traveller's own
-request) holds the same value, allowing for the rounding and the unit changes models make (°C to
-°F, km to miles, a decimal comma). The turn's JSON record and `main.py fitness` use this check.
+distance, millimetres of rain, hours (coordinates are listed too). It is grounded when a tool
+result (or the traveller's own request) holds the same value, allowing for the rounding and the
+unit changes models make (°C to °F, km to miles, a decimal comma). The turn's JSON record and
+`main.py fitness` use this check.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ def _kind(unit: str) -> str:
     return "money"
 
 
+def _coordinate(match: re.Match[str], text: str, raw: str) -> bool:
+    """A bare degree sign after a number with three or more decimals, or before N/S/E/W."""
+    if match.group("unit").strip() not in ("°", "º"):
+        return False
+    return bool(re.search(r"\.\d{3,}$", raw) or re.match(r"\s?[NSEW]\b", text[match.end() :]))
+
+
 def figures(text: str) -> list[Figure]:
     """Every figure with a unit in the text, in order."""
     found = []
@@ -87,6 +95,8 @@ def figures(text: str) -> list[Figure]:
         else:
             value = float(raw.replace(",", ""))
         kind = "money" if match.group("pre") else _kind(match.group("unit"))
+        if kind == "temperature" and _coordinate(match, text, raw):
+            kind = "coordinate"  # 38.7251° or 9.14° W: a place, not the weather
         found.append(Figure(match.group(0).strip(), value, kind))
     return found
 

@@ -1,8 +1,10 @@
 """The pipeline's guards around each model call and each agent's answer.
 
-GuardedChatClient is OllamaChatClient with three duties below the framework's tool loop: it fits
+GuardedChatClient is OllamaChatClient with four duties below the framework's tool loop: it fits
 the conversation into the model's context (context_budget), recovers tool calls the model wrote
-as text (text_calls) so the loop executes them, and notes each call's done_reason and prompt size.
+as text (text_calls) so the loop executes them, asks for a required tool's call with structured
+output when the model answered without it (Ollama has no tool_choice "required"), and notes each
+call's done_reason and prompt size.
 CheckedAgentExecutor is the workflow's AgentExecutor with an answer check (answers): an unusable
 answer is retried once with a corrective instruction, and a second failure stops the turn with one
 line naming the agent, the cause and the fix.
@@ -12,30 +14,54 @@ The guard of the turn in progress is a ContextVar, as the tool-call log is.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_framework import AgentExecutor, AgentExecutorResponse, ChatResponseUpdate, Content, Message, WorkflowEvent
+from agent_framework import (
+    AgentExecutor,
+    AgentExecutorResponse,
+    AgentResponse,
+    ChatResponseUpdate,
+    Content,
+    Message,
+    WorkflowEvent,
+)
 from agent_framework.ollama import OllamaChatClient
 from opentelemetry import trace
 
 from . import grounding
-from .answers import Problem, check_answer, failure_line
-from .context_budget import CONTINUATION, ContextMeter, ContextOverflow, fit, request_chars
+from .answers import UNGROUNDED, Problem, check_answer, failure_line, without_figures
+from .context_budget import HANDOFF_HEAD, ContextMeter, ContextOverflow, fit, is_request, request_chars
 from .errors import ExitCode, UserError
-from .text_calls import declared_only, find_calls, looks_like_call_start
+from .text_calls import TextCall, declared_only, find_calls, looks_like_call_start
 from .tool_server import current_log
 
 RECOVERED = "recovered_from_text"  # additional_properties flag on a function_call made from text
+FORCED = "asked_with_structured_output"  # ... on a required call the pipeline asked the model for
+# What the model is told when it answered without a tool it must call; `format` (a JSON schema of
+# the tool's arguments) makes Ollama constrain the reply to that schema with a grammar, so even a
+# 0.5B model gives arguments that parse. The schema is in the text too: the model sees no tools here.
+ASK_ARGUMENTS = (
+    "Before answering, you must call {name}: {description}\n"
+    "Reply with only the JSON arguments for {name}, taken from the traveller's request and the "
+    "conversation above. Arguments (JSON schema): {schema}"
+)
+# Sent (not kept) after tool results: small models given a tool result as the last message often
+# say the traveller's request back instead of going on (Qwen2.5-Coder-1.5B did, every time).
+AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
+FORCED_MAX_TOKENS = 200  # arguments are short; a model that rambles inside the grammar is cut here
 
 
 @dataclass
 class AgentState:
     finish_reason: str | None = None  # of the agent's latest model call
     recovered: int = 0  # tool calls recovered from its text
+    forced: int = 0  # required calls it was asked for with structured output
+    forced_usage: tuple[int, int, float] = (0, 0, 0.0)  # those requests' input/output tokens, seconds
     retried: str | None = None  # the problem its first answer had
 
 
@@ -70,21 +96,65 @@ def _tool_names(options: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(name for tool in options.get("tools") or [] if (name := getattr(tool, "name", None)))
 
 
-def _declared(options: Mapping[str, Any], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    tool = next((t for t in options.get("tools") or [] if getattr(t, "name", None) == name), None)
+def _tool(options: Mapping[str, Any], name: str) -> Any:
+    return next((t for t in options.get("tools") or [] if getattr(t, "name", None) == name), None)
+
+
+def _schema(tool: Any) -> dict[str, Any] | None:
     try:
         schema = tool.parameters() if tool is not None else None
-    except Exception:  # a tool without a readable schema: keep what the model wrote
-        schema = None
-    return declared_only(arguments, schema)
+    except Exception:  # a tool without a readable schema
+        return None
+    return schema if isinstance(schema, dict) else None
+
+
+def _declared(options: Mapping[str, Any], name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return declared_only(arguments, _schema(_tool(options, name)))  # without a schema: what the model wrote
 
 
 class GuardedChatClient(OllamaChatClient):
     """OllamaChatClient for one agent of the team, with the guards described above."""
 
-    def __init__(self, *, agent: str, **kwargs: Any) -> None:
+    def __init__(self, *, agent: str, required: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.agent = agent
+        self.required = required  # tools the agent must call before it answers (AgentSpec.required)
+
+    def _owed(self, tools: frozenset[str]) -> str | None:
+        """The first required tool this agent has not yet called successfully in this turn."""
+        log = current_log.get()
+        done = {c.name for c in (log.calls if log else []) if c.agent == self.agent and c.ok}
+        return next((name for name in self.required if name in tools and name not in done), None)
+
+    async def _ask_for_call(self, guard: TurnGuard, sent: list[Message], options: Mapping[str, Any],
+                            name: str) -> dict[str, Any] | None:  # fmt: skip
+        """The arguments of a call to `name`, asked of the model with Ollama's structured output;
+        None when it gave none that parse (the answer check then asks the agent again)."""
+        tool = _tool(options, name)
+        schema = _schema(tool)
+        if schema is None:
+            return None
+        instruction = ASK_ARGUMENTS.format(name=name, description=" ".join(str(tool.description or "").split()),
+                                           schema=json.dumps(schema, separators=(",", ":")))  # fmt: skip
+        asked = {key: value for key, value in options.items() if key not in ("tools", "tool_choice")}
+        asked["response_format"] = schema
+        asked["max_tokens"] = min(FORCED_MAX_TOKENS, int(options.get("max_tokens") or FORCED_MAX_TOKENS))
+        response = await super()._inner_get_response(
+            messages=[*sent, Message("user", [instruction])], options=asked, stream=False
+        )
+        state = guard.agent(self.agent)
+        usage = response.usage_details or {}
+        seconds = (getattr(response.raw_representation, "total_duration", None) or 0) / 1e9
+        tokens_in, tokens_out, spent = state.forced_usage
+        state.forced_usage = (tokens_in + (usage.get("input_token_count") or 0),
+                              tokens_out + (usage.get("output_token_count") or 0), spent + seconds)  # fmt: skip
+        try:
+            arguments = json.loads(response.text or "")
+        except ValueError:
+            return None
+        if not isinstance(arguments, dict):
+            return None
+        return {k: v for k, v in declared_only(arguments, schema).items() if v is not None}
 
     def _inner_get_response(self, *, messages: Sequence[Message], options: Mapping[str, Any], stream: bool = False,
                             **kwargs: Any) -> Any:  # fmt: skip
@@ -106,9 +176,12 @@ class GuardedChatClient(OllamaChatClient):
                 f"{self.agent}: the conversation was trimmed to fit model {guard.model}'s context of "
                 f"{guard.meter.window} tokens ({', '.join(guard.meter.trims)})"
             )
+        if sent and sent[-1].role == "tool":
+            sent = [*sent, Message("user", [AFTER_TOOLS])]
         chars = request_chars(sent, dict(options))
         state = guard.agent(self.agent)
         tools = _tool_names(options)
+        owed = self._owed(tools)
         inner = super()._inner_get_response(messages=sent, options=options, stream=True, **kwargs)
         text, held, holding, called = "", [], None, False
         async for update in inner:
@@ -123,20 +196,31 @@ class GuardedChatClient(OllamaChatClient):
                 # A reply that starts like a call written as text is held back until it is complete,
                 # so that a recovered call does not also reach the screen (and the next agent) as text.
                 holding = looks_like_call_start(text)
+                # An agent that owes a required call and answers instead may be given the call
+                # below; its answer without facts is not shown meanwhile.
+                holding = holding or owed is not None
             if holding and not called:
                 held.append(update)
                 continue
             yield update
         calls = find_calls(text, tools) if tools and not called else []
+        span = trace.get_current_span()
+        flag = RECOVERED
+        if calls:
+            state.recovered += len(calls)
+            span.set_attribute("travel.tool_calls_recovered", state.recovered)
+            span.add_event("tool calls recovered from text", {"travel.agent": self.agent,
+                                                              "travel.tools": [c.name for c in calls]})  # fmt: skip
+        elif not called and owed is not None and (arguments := await self._ask_for_call(guard, sent, options, owed)):
+            calls, flag = [TextCall(owed, arguments)], FORCED
+            state.forced += 1
+            span.set_attribute("travel.tool_calls_forced", state.forced)
+            span.add_event("required tool call asked for with structured output",
+                           {"travel.agent": self.agent, "travel.tools": [owed]})  # fmt: skip
         if not calls:
             for update in held:
                 yield update
             return
-        state.recovered += len(calls)
-        span = trace.get_current_span()
-        span.set_attribute("travel.tool_calls_recovered", state.recovered)
-        span.add_event("tool calls recovered from text", {"travel.agent": self.agent,
-                                                          "travel.tools": [c.name for c in calls]})  # fmt: skip
         for update in held:  # keep what is not text (the final chunk's usage and finish reason)
             rest = [c for c in update.contents if c.type != "text"]
             if rest or update.finish_reason is not None:
@@ -148,7 +232,7 @@ class GuardedChatClient(OllamaChatClient):
                     call_id=f"text-{uuid.uuid4().hex[:12]}",
                     name=call.name,
                     arguments=_declared(options, call.name, call.arguments),
-                    additional_properties={RECOVERED: True},
+                    additional_properties={flag: True},
                 )
                 for call in calls
             ],
@@ -171,6 +255,21 @@ class Retrying:
 
     agent: str
     problem: Problem
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """Workflow event data: the agent's answer is handed on without the sentences whose figures no
+    tool returned (a second model call would cost more, and small models repeat the figures)."""
+
+    agent: str
+    text: str
+    dropped: tuple[str, ...]
+
+
+def handoff_message(agent: str, task: str, notes: Sequence[tuple[str, str]]) -> str:
+    found = "\n\n".join(f"{name or 'A teammate'}:\n{text}" for name, text in notes)
+    return f"{HANDOFF_HEAD}, {agent}: {task}\n\nWhat the team found before you:\n\n{found}"
 
 
 def final_text(messages: Sequence[Message]) -> str:
@@ -196,6 +295,18 @@ def _exchange(messages: Sequence[Message]) -> list[Message]:
 CHECKED_FIGURES = ("temperature", "money", "distance", "rain")
 
 
+def _repaired(response: Any, text: str) -> AgentResponse:
+    """The response with its final answer replaced by `text` (its tool exchanges kept)."""
+    messages = list(response.messages)
+    exchanges = [i for i, m in enumerate(messages) if any(c.type in ("function_call", "function_result")
+                                                          for c in m.contents)]  # fmt: skip
+    last_tool = max(exchanges, default=-1)
+    author = next((m.author_name for m in messages[last_tool + 1 :] if m.author_name), None)
+    answer = Message("assistant", [text], author_name=author)
+    return AgentResponse(messages=[*messages[: last_tool + 1], answer], agent_id=response.agent_id,
+                         usage_details=response.usage_details)  # fmt: skip
+
+
 def _ungrounded(answer: str, request: str) -> list[str]:
     log = current_log.get()
     results = [(c.name, c.result) for c in (log.calls if log else []) if c.ok and c.result is not None]
@@ -211,10 +322,33 @@ class CheckedAgentExecutor(AgentExecutor):
     with the full conversation.
     """
 
-    def __init__(self, agent: Any, *, tools: frozenset[str], required: tuple[str, ...] = (), **kwargs: Any) -> None:
+    def __init__(self, agent: Any, *, tools: frozenset[str], required: tuple[str, ...] = (), handoff: str = "",
+                 **kwargs: Any) -> None:  # fmt: skip
         super().__init__(agent, **kwargs)
         self.tools = tools
         self.required = tuple(name for name in required if name in tools)  # a tool the server lacks is not asked for
+        self.handoff = handoff
+
+    def _build_invocation_messages(self) -> list[Message]:
+        """The conversation this agent is given: earlier agents' answers move out of the assistant
+        role into one handoff message that names its task (invocation-only, as the framework's
+        "please continue." is). Given a teammate's answer as its own last words, a small model
+        carries on from it or says it again (Qwen2.5-Coder-1.5B did)."""
+        messages = list(self._cache)
+        if not self.handoff or not messages or messages[-1].role != "assistant":
+            return super()._build_invocation_messages()
+        start = max((i for i, m in enumerate(messages) if is_request(m)), default=-1)
+        kept, notes = messages[: start + 1], []
+        for message in messages[start + 1 :]:
+            text = message.text.strip()
+            is_answer = message.role == "assistant" and text and all(c.type == "text" for c in message.contents)
+            if not is_answer:
+                kept.append(message)
+            elif notes and notes[-1][0] == (message.author_name or ""):
+                notes[-1] = (notes[-1][0], f"{notes[-1][1]}\n{text}")
+            else:
+                notes.append((message.author_name or "", text))
+        return [*kept, Message("user", [handoff_message(self.id, self.handoff, notes)])]
 
     async def _stream(self, ctx: Any, messages: list[Message], session: Any, options: dict[str, Any] | None) -> Any:
         stream = self._agent.run(messages, stream=True, session=session,
@@ -230,13 +364,13 @@ class CheckedAgentExecutor(AgentExecutor):
             return
         messages = self._build_invocation_messages()
         state = guard.agent(self.id)
-        request = next((m.text for m in reversed(messages) if m.role == "user" and m.text.strip() != CONTINUATION), "")
+        request = next((m.text for m in reversed(messages) if is_request(m)), "")
 
-        given = (
-            [str(self._agent.default_options.get("instructions") or "")]
-            if hasattr(self._agent, "default_options")
-            else []
-        )
+        # Texts an answer must not merely say back: its instructions, the traveller's request and the
+        # earlier agents' answers (small models often repeat what they were given last).
+        given = [request, *(m.text for m in messages if m.text.startswith(HANDOFF_HEAD))]
+        if hasattr(self._agent, "default_options"):
+            given.append(str(self._agent.default_options.get("instructions") or ""))
 
         def check(answer: str) -> Problem | None:
             ungrounded = _ungrounded(answer, request)
@@ -247,7 +381,17 @@ class CheckedAgentExecutor(AgentExecutor):
 
         response = await self._stream(ctx, messages, self._session, None)
         kept = list(response.messages)
-        problem = check(final_text(response.messages))
+        answer = final_text(response.messages)
+        problem = check(answer)
+        if problem is not None and problem.kind == UNGROUNDED:
+            dropped = tuple(_ungrounded(answer, request))
+            repaired = without_figures(answer, dropped)
+            if repaired and check(repaired) is None:
+                await ctx.add_event(
+                    WorkflowEvent("data", executor_id=self.id, data=Repaired(self.id, repaired, dropped))
+                )
+                response = _repaired(response, repaired)
+                kept, problem = list(response.messages), None
         if problem is not None:
             state.retried = problem.kind
             await ctx.add_event(WorkflowEvent("data", executor_id=self.id, data=Retrying(self.id, problem)))

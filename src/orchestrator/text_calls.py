@@ -2,7 +2,8 @@
 
 Small local models (0.5B-8B) often print the call they mean to make: a bare JSON object, one a
 line, in a ```json fence, between <tool_call> tags, after [TOOL_CALLS] or functools, or as a list
-such as [get_destination(city="Lisbon")]. Ollama only parses the form its template declares, so the
+such as [get_destination(city="Lisbon")], or in XML-like tags (<function=get_destination>{...}</function>,
+<function name="get_destination" arguments='{...}'/>). Ollama only parses the form its template declares, so the
 rest reaches the client as plain text. `find_calls` recovers the calls that name a tool the agent
 has; `strip_calls` removes call-shaped syntax of any name, to tell an answer from garbage.
 """
@@ -19,7 +20,8 @@ _DECODER = json.JSONDecoder()
 # Wrappers around the JSON that carry no meaning of their own.
 _MARKERS = re.compile(
     r"```(?:json|tool_code|tool_call|python)?|```|</?tool_calls?>|<\|?/?tool_call\|?>|\[/?TOOL_CALLS\]|\[ARGS\]"
-    r"|<\|python_tag\|>|<\|eom_id\|>|<\|eot_id\|>|\bfunctools\b|<function_calls>|</function_calls>",
+    r"|<\|python_tag\|>|<\|eom_id\|>|<\|eot_id\|>|\bfunctools\b|<function_calls>|</function_calls>"
+    r"|</?tool_response>|</?tools>",
     re.IGNORECASE,
 )
 # Keys under which models put a call's arguments.
@@ -151,6 +153,29 @@ def _mistral(text: str) -> list[tuple[int, int, TextCall]]:
     return found
 
 
+# Llama 3.1's custom form <function=NAME>{...}</function>, and the attribute form small Qwen models
+# write: <function name="NAME" arguments='{...}'/> (arguments in either quote).
+_TAGGED = re.compile(
+    r"<function=([A-Za-z_][\w.-]*)>\s*|<function\s+name=[\"']([A-Za-z_][\w.-]*)[\"']\s+(?:arguments|parameters)=(['\"])"
+)
+
+
+def _tagged(text: str) -> list[tuple[int, int, TextCall]]:
+    found = []
+    for match in _TAGGED.finditer(text):
+        try:
+            arguments, end = _DECODER.raw_decode(text, match.end())
+        except ValueError:
+            continue
+        if not isinstance(arguments, dict):
+            continue
+        closing = re.compile(r"\s*</function>" if match.group(1) else re.escape(match.group(3)) + r"\s*/?>")
+        if tail := closing.match(text, end):
+            end = tail.end()
+        found.append((match.start(), end, TextCall(match.group(1) or match.group(2), arguments)))
+    return found
+
+
 def find_calls(text: str, tools: set[str] | frozenset[str]) -> list[TextCall]:
     """The tool calls written in `text` that name one of `tools`, in order, duplicates removed.
 
@@ -158,7 +183,8 @@ def find_calls(text: str, tools: set[str] | frozenset[str]) -> list[TextCall]:
     """
     if not text or not tools or not re.search(r"[{\[(]", text):
         return []
-    located: list[tuple[int, TextCall]] = [(start, call) for start, _, call in _mistral(text) if call.name in tools]
+    tagged = [*_mistral(text), *_tagged(text)]
+    located: list[tuple[int, TextCall]] = [(start, call) for start, _, call in tagged if call.name in tools]
     for span in _json_spans(text):
         for call in _calls_in(span.value):
             if call.name in tools:
@@ -174,7 +200,7 @@ def find_calls(text: str, tools: set[str] | frozenset[str]) -> list[TextCall]:
 def strip_calls(text: str, tools: set[str] | frozenset[str] = frozenset()) -> str:
     """The text without call-shaped JSON (of any tool name), pythonic calls of `tools`, and the
     markers around them: what is left is what the model said in words."""
-    for start, end, _ in reversed(_mistral(text)):
+    for start, end, _ in sorted([*_mistral(text), *_tagged(text)], reverse=True):
         text = text[:start] + text[end:]
     pieces: list[str] = []
     last = 0

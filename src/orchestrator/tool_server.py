@@ -34,6 +34,7 @@ class ToolCall:
     error: str | None = None
     result: Any = None  # what the tool returned (parsed JSON when it is JSON)
     from_text: bool = False  # the model wrote this call as text; the pipeline recovered it
+    forced: bool = False  # a required call the model skipped; asked for with structured output
     repeat: str | None = None  # "cached": the same call as just before, answered from it; "stopped": a third time
 
 

@@ -21,7 +21,16 @@ from . import grounding
 from .agents import PIPELINE, build_agents
 from .context_budget import DEFAULT_CHARS_PER_TOKEN, ContextMeter
 from .errors import ExitCode, UserError, explain
-from .guarded import RECOVERED, CheckedAgentExecutor, GuardedChatClient, Retrying, TurnGuard, current_guard
+from .guarded import (
+    FORCED,
+    RECOVERED,
+    CheckedAgentExecutor,
+    GuardedChatClient,
+    Repaired,
+    Retrying,
+    TurnGuard,
+    current_guard,
+)
 from .ollama_connection import ModelInfo, check_model, make_client, wait_until_reachable
 from .settings import Settings
 from .telemetry import trace_id_of, turn_span
@@ -31,6 +40,8 @@ from .tool_server import CallLog, ToolCall, ToolServer, current_log
 logger = logging.getLogger(__name__)
 MAX_CALLS_PER_ROUND = 4
 AGENT_NAMES = tuple(spec.name for spec in PIPELINE)
+REQUIRED = {spec.name: spec.required for spec in PIPELINE}
+HANDOFFS = {spec.name: spec.handoff for spec in PIPELINE}
 TITLES = {spec.name: spec.title for spec in PIPELINE}
 
 
@@ -92,8 +103,10 @@ class AgentRecord:
     tool_rounds: int = 0  # model calls that asked for tools
     hit_tool_limit: bool = False  # AGENT_MAX_TOOL_ROUNDS stopped its tool loop
     tool_calls_from_text: int = 0  # calls it wrote as text, recovered and run as tool calls
+    tool_calls_forced: int = 0  # required calls it skipped, asked for with structured output and run
     tool_loop_stopped: str | None = None  # why its tool loop was ended early (a repeated call)
     retried: str | None = None  # what was wrong with its first answer, when it was asked again
+    repaired: list[str] = field(default_factory=list)  # figures no tool returned, left out of its answer
     finish_reason: str | None = None  # Ollama's done_reason for its answer ("stop", "length")
     started_s: float = 0.0
     duration_s: float = 0.0
@@ -229,6 +242,7 @@ class TravelPlanner:
     def _chat_client(self, agent: str) -> GuardedChatClient:
         return GuardedChatClient(
             agent=agent,
+            required=REQUIRED.get(agent, ()),
             client=self.ollama,
             model=self.model,
             function_invocation_configuration=FunctionInvocationConfiguration(
@@ -330,7 +344,8 @@ class TravelPlanner:
             CheckedAgentExecutor(
                 agent,
                 tools=frozenset(offered[agent.name]),
-                required=next(spec.required for spec in PIPELINE if spec.name == agent.name),
+                required=REQUIRED[agent.name],
+                handoff=HANDOFFS[agent.name],
                 # Weather and Planner start on the previous agent's reply; several chat templates
                 # answer an assistant-final conversation with nothing, so "please continue." is added.
                 ensure_trailing_user_turn=True,
@@ -341,6 +356,7 @@ class TravelPlanner:
             participants=participants, output_from=[participants[-1]], intermediate_output_from="all_other"
         ).build()
         recovered_ids: set[str] = set()
+        forced_ids: set[str] = set()
         by_name: dict[str, AgentRecord] = {}
         results_seen: dict[str, int] = {}
         invented: dict[str, ToolCall] = {}  # call_id -> a call to a tool that does not exist
@@ -386,6 +402,11 @@ class TravelPlanner:
                             recovered_ids.add(content.call_id or "")
                             current.tool_calls_from_text += 1
                             notify(f"{agent} wrote a tool call as text; running it as one: {name}")
+                        elif (content.additional_properties or {}).get(FORCED):
+                            forced_ids.add(content.call_id or "")
+                            current.tool_calls_forced += 1
+                            notify(f"{agent} answered without calling {name}; it was asked for the call alone "
+                                   "(structured output), and the call was run")  # fmt: skip
                         on_event(ToolStarted(agent, name, arguments))
                         if name not in offered.get(agent, ()):
                             # The framework answers the model with an error; the middleware never sees it.
@@ -404,6 +425,7 @@ class TravelPlanner:
                         mine = [c for c in log.calls if c.agent == agent and id(c) not in invented_ids]
                         if index < len(mine):
                             mine[index].from_text = (content.call_id or "") in recovered_ids
+                            mine[index].forced = (content.call_id or "") in forced_ids
                             if mine[index].repeat == "cached":
                                 notify(f"{agent} called {mine[index].name} again with the same arguments; "
                                        "it was given the same result and told to use it")  # fmt: skip
@@ -427,6 +449,11 @@ class TravelPlanner:
                         if agent in asked_for_tools:
                             asked_for_tools.discard(agent)
                             current.tool_rounds += 1
+            elif event.type == "data" and isinstance(event.data, Repaired) and agent in by_name:
+                current = by_name[agent]
+                current.output, current.repaired = event.data.text, list(event.data.dropped)
+                notify(f"{agent}: left out what it said with figures no tool returned "
+                       f"({', '.join(event.data.dropped[:5])})")  # fmt: skip
             elif event.type == "data" and isinstance(event.data, Retrying) and agent in by_name:
                 # The answer streamed so far is not handed on: the agent answers once more.
                 current = by_name[agent]
@@ -437,6 +464,12 @@ class TravelPlanner:
                 current.duration_s = now - current.started_s
                 state = guard.agent(agent)
                 current.finish_reason = state.finish_reason
+                if state.forced:  # the structured-output requests run beside the framework's usage count
+                    tokens_in, tokens_out, seconds = state.forced_usage
+                    current.model_calls += state.forced
+                    current.input_tokens += tokens_in
+                    current.output_tokens += tokens_out
+                    current.model_s += seconds
                 if agent in log.stopped:
                     current.tool_loop_stopped = log.stopped[agent]
                     notify(f"{agent}'s tool loop was ended: {log.stopped[agent]}")

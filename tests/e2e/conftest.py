@@ -23,6 +23,8 @@ MISBEHAVIOURS = (
     "repetitive",
     "syntax",
     "invent",
+    "answers",
+    "embellish",
 )
 MODELS = "qwen2.5:7b,llama3.2:3b,gemma2:2b," + ",".join(f"misbehave-{kind}" for kind in MISBEHAVIOURS)
 

@@ -131,3 +131,35 @@ def test_figures_no_tool_returned_are_refused_and_asked_again(run_main):
     assert "41 °C" not in weather["output"] and "41 °C" not in record["plan"]
     assert any("states figures no tool returned (41 °C" in n for n in record["notices"]), record["notices"]
     assert record["grounding"]["ungrounded"] == []
+
+
+def test_a_sentence_with_figures_no_tool_returned_is_left_out(run_main):
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-embellish")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    weather = next(a for a in record["agents"] if a["name"] == "Weather")
+    assert weather["retried"] is None and weather["repaired"] == ["24 °C"]
+    assert "for swimming" not in weather["output"] and "Lisbon in May: highs around" in weather["output"]
+    assert any("Weather: left out what it said with figures no tool returned (24 °C)" in n for n in record["notices"])
+    assert "24 °C" not in record["plan"] and record["grounding"]["ungrounded"] == []
+
+
+def test_a_required_tool_the_model_skipped_is_asked_for_with_structured_output(run_main):
+    # Ollama has no tool_choice "required": an agent that answers without its required tool is asked
+    # for that call's arguments alone, under `format` (a JSON schema), and the call is run.
+    run = run_main("--prompt", TRIP, "--json", "--model", "misbehave-answers")
+    assert run.code == 0, run.stderr
+    record = run.json()
+    forced = [(c["agent"], c["name"], c["arguments"]) for c in record["tool_calls"] if c["forced"]]
+    assert ("Researcher", "get_destination", {"city": "Lisbon"}) in forced
+    assert ("Weather", "get_climate", {"city": "Lisbon", "month": 5}) in forced
+    assert all(c["ok"] for c in record["tool_calls"])
+    agents = {a["name"]: a for a in record["agents"]}
+    assert agents["Weather"]["tool_calls_forced"] == 1 and agents["Weather"]["retried"] is None
+    assert any("Weather answered without calling get_climate; it was asked for the call alone" in n
+               for n in record["notices"])  # fmt: skip
+    # The answer given without facts was not handed on; the plan has the tool's figures.
+    assert "expect warm days" not in agents["Researcher"]["output"]
+    climate = next(c["result"] for c in record["tool_calls"] if c["name"] == "get_climate")
+    assert f"{climate['months'][0]['high_c']:g} °C" in record["plan"]
+    assert record["grounding"]["ungrounded"] == []

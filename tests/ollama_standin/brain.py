@@ -204,9 +204,46 @@ def _call(name: str, **arguments: Any) -> dict[str, Any]:
 
 
 class TravelBrain:
-    def reply(self, model, messages, tools, options) -> Reply:
+    accepts_format = True  # the server passes the request's `format` (structured output)
+
+    def reply(self, model, messages, tools, options, format=None) -> Reply:
+        if format is not None:
+            return self._structured(model, messages, format)
         reply = self._reply(model, messages, tools, options)
         return _as_small_models_write(model, messages, reply, options)
+
+    def _structured(self, model, messages, format) -> Reply:
+        """A reply under `format`: one JSON object. Asked for a tool's arguments (the orchestrator's
+        request for a required call names the tool), it gives the call it would have made, keeping
+        the keys the schema declares; misbehave-notool gives a city no tool knows."""
+        if not isinstance(format, dict):
+            return Reply(content="{}")
+        last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+        named = re.search(r"must call ([A-Za-z_]\w*)", last)
+        asked = [m.get("content") or "" for m in messages if _is_request(m)]
+        users = [text for text in asked if "must call" not in text]
+        request = read_request(users[-1] if users else "")
+        for earlier in reversed(users[:-1]):
+            request = request.filled_from(read_request(earlier))
+        text = users[-1] if users else ""
+        call = self._call_for(named.group(1) if named else "", request, _tool_results(messages), text)
+        arguments = dict(call["function"]["arguments"]) if call else {}
+        if model.startswith("misbehave-notool"):
+            arguments = {key: "Atlantis" if isinstance(value, str) else value for key, value in arguments.items()}
+        declared = format.get("properties") or {}
+        return Reply(content=json.dumps({k: v for k, v in arguments.items() if k in declared}))
+
+    @staticmethod
+    def _call_for(name: str, request: Request, results, text: str) -> dict[str, Any] | None:
+        cities = [r["city"] for n, r in results if n == "get_destination" and isinstance(r, dict)] or request.cities
+        if name == "get_destination" and request.cities:
+            return _call(name, city=request.cities[0])
+        if name == "get_climate" and cities:
+            if request.month is None and request.start_date:
+                return _call(name, city=cities[0], start_date=request.start_date, end_date=request.end_date)
+            return _call(name, city=cities[0], month=request.month or (dt.date.today().month % 12) + 1)
+        call = _intent(text, request)
+        return call if call is not None and call["function"]["name"] == name else None
 
     def _reply(self, model, messages, tools, options) -> Reply:
         misbehaviour = self._misbehave(model, messages, tools)
@@ -386,6 +423,10 @@ class TravelBrain:
             )
         if kind == "empty":
             return Reply(content="")
+        offered = {t.get("function", {}).get("name") for t in tools or []}
+        if kind == "answers" and offered & {"get_destination", "get_climate"} and not has_results:
+            # answers at once instead of calling the tool it needs (the Planner needs none)
+            return Reply(content="Lisbon is lovely in May; expect warm days. Pack light and enjoy the food.")
         if kind == "crash":  # Ollama dies after a few words of the first text reply
             return Reply(content="Lisbon is a wonderful city to visit in spring and", abort_after_chunks=3)
         if kind == "parse500" and tools:
@@ -406,6 +447,10 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
     misbehave-syntax: every answer is a tool call, as text, to a tool no agent has.
     misbehave-invent: the Weather agent's first answer makes up its temperatures; told so, it
         answers from the tool result.
+    misbehave-embellish: the Weather agent's answer is right, plus a sentence with a temperature no
+        tool returned.
+    (misbehave-answers, in TravelBrain._misbehave: answers at once without calling a tool; asked
+        for a call's arguments with structured output, it gives them, and answers from the result.)
     """
     kind = model.split(":")[0].removeprefix("misbehave-") if model.startswith("misbehave-") else ""
     last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
@@ -432,6 +477,8 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
         return Reply(content="\n".join([reply.content.splitlines()[0]] * 12))
     if kind == "invent" and "You are the Weather" in system and "no tool returned" not in last:
         return Reply(content="Expect highs around 41 °C and lows around 30 °C, with 120 mm of rain.")
+    if kind == "embellish" and "You are the Weather" in system:
+        return Reply(content=reply.content + "\nThe sea is a pleasant 24 °C for swimming.")
     if kind == "syntax":
         return Reply(content=json.dumps({"name": "book_hotel", "arguments": {"city": "Lisbon", "nights": 3}}))
     return reply
@@ -477,10 +524,17 @@ def _facts(result: Any) -> str:
 # Agent Framework appends this user turn when a conversation ends on an assistant message
 # (SequentialBuilder(ensure_trailing_user_turn=True)); it is not a request from the traveller.
 CONTINUATION = "please continue."
+# What the orchestrator sends after tool results (orchestrator.guarded.AFTER_TOOLS): not a request.
+# How the orchestrator hands an agent its turn (orchestrator.context_budget.HANDOFF_HEAD): the
+# earlier agents' answers, not a request.
+HANDOFF_HEAD = "Your turn in the travel team"
+AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
 
 
 def _is_request(message: dict[str, Any]) -> bool:
-    return message.get("role") == "user" and (message.get("content") or "").strip() != CONTINUATION
+    text = (message.get("content") or "").strip()
+    ours = text in (CONTINUATION, AFTER_TOOLS) or text.startswith(HANDOFF_HEAD)
+    return message.get("role") == "user" and not ours
 
 
 def _own_messages(this_turn: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -492,6 +546,6 @@ def _own_messages(this_turn: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, m in enumerate(this_turn):
         if m.get("role") == "assistant" and (m.get("content") or "").strip() and not m.get("tool_calls"):
             last_text = i
-        if m.get("role") == "user":
+        if m.get("role") == "user" and (m.get("content") or "").strip() != AFTER_TOOLS:
             last_text = max(last_text, i)
     return this_turn[last_text + 1 :]

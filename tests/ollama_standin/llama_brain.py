@@ -22,10 +22,14 @@ What it reproduces of Ollama (ollama/ollama at the 0.12 line), so a client canno
   `message.tool_calls` becomes tool calls; everything else stays text, or is dropped where Ollama
   drops it (after the tag, output that is not a complete call is swallowed).
 
+* Structured output: `format` "json" or a JSON schema constrains sampling with a grammar, as the
+  runner does (llm/server.go: "json" is the JSON grammar, a schema goes through llama.cpp's
+  json-schema-to-grammar); with a format, no tool calls are parsed from the output.
+
 Not reproduced: context shifting (a reply that reaches the end of the context stops there with
 done_reason "length"; Ollama would shift and go on), the runner's input truncation beyond keeping
-num_keep tokens, `format` grammars, images, and parameters stored in the model's Modelfile (only the
-request's options count).
+num_keep tokens, images, and parameters stored in the model's Modelfile (only the request's
+options count).
 """
 
 from __future__ import annotations
@@ -532,6 +536,7 @@ class LlamaBrain:
     """The Brain protocol with a real GGUF behind it (one llama.cpp context, one reply at a time)."""
 
     wants_template = True  # the server passes the model's Ollama TEMPLATE (for the tool-call tag)
+    accepts_format = True  # and the request's `format` (structured output)
 
     def __init__(self, gguf_path: str | os.PathLike[str], *, threads: int | None = None) -> None:
         self.path = Path(gguf_path)
@@ -601,6 +606,7 @@ class LlamaBrain:
         tools: list[dict[str, Any]] | None,
         options: dict[str, Any],
         template: str | None = None,
+        format: str | dict[str, Any] | None = None,
     ) -> Reply:
         num_ctx = options.get("num_ctx")
         if not isinstance(num_ctx, int) or isinstance(num_ctx, bool) or num_ctx <= 0:
@@ -620,14 +626,17 @@ class LlamaBrain:
                 discard = len(tokens) - (num_ctx - 1)
                 tokens = tokens[:keep] + tokens[keep + discard :]
             self.last_prompt = self.llm.detokenize(tokens, special=True).decode(errors="replace")
-            pieces, eval_count, done_reason, prompt_ns, eval_ns = self._generate(tokens, options)
+            grammar = _grammar(format)
+            if grammar is False:
+                return Reply(error=(500, "invalid JSON schema in format"))
+            pieces, eval_count, done_reason, prompt_ns, eval_ns = self._generate(tokens, options, grammar)
         raw = "".join(pieces)
         self.last_raw = raw
         log.info(
             "prompt %d tokens in %.2f s, %d tokens in %.2f s (%s): %r",
             len(tokens), prompt_ns / 1e9, eval_count, eval_ns / 1e9, done_reason, raw[:500],
         )  # fmt: skip
-        if tools:
+        if tools and format is None:
             content, calls = parse_output(pieces, tools, tool_tag(template))
         else:
             content, calls = raw, []
@@ -642,7 +651,8 @@ class LlamaBrain:
             eval_duration=eval_ns,
         )
 
-    def _generate(self, tokens: list[int], options: dict[str, Any]) -> tuple[list[str], int, str, int, int]:
+    def _generate(self, tokens: list[int], options: dict[str, Any],
+                  grammar: Any = None) -> tuple[list[str], int, str, int, int]:  # fmt: skip
         """Sample until an end-of-generation token, num_predict, a stop sequence or the end of the
         context. Returns (text pieces, one per token, the tokens sampled, done_reason, prompt ns, eval ns)."""
         llm = self.llm
@@ -668,6 +678,7 @@ class LlamaBrain:
             presence_penalty=float(_number(options, "presence_penalty")),
             frequency_penalty=float(_number(options, "frequency_penalty")),
             reset=True,
+            grammar=grammar,
         )
         try:
             for token in generator:
@@ -696,6 +707,22 @@ class LlamaBrain:
         ended = time.perf_counter_ns()
         first = first or ended
         return pieces, count, done_reason, first - started, ended - first
+
+
+def _grammar(format: str | dict[str, Any] | None) -> Any:
+    """The sampling grammar for a request's `format`: None without one, False for a schema
+    llama.cpp cannot turn into a grammar (Ollama: "invalid JSON schema in format")."""
+    if format is None:
+        return None
+    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    try:
+        if format == "json":
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        return LlamaGrammar.from_json_schema(json.dumps(format), verbose=False)
+    except (ValueError, RuntimeError, KeyError, TypeError):
+        return False
 
 
 def _truncate(pieces: list[str], length: int) -> list[str]:

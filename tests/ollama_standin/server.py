@@ -782,7 +782,8 @@ class Handlers:
             lease.release()
             return GoJSONResponse(self._chat_frame(raw, "", done_reason="load", done=True))
         try:
-            reply = await run_in_threadpool(self._ask_brain, entry, raw, messages, tools or None, dict(options))
+            reply = await run_in_threadpool(self._ask_brain, entry, raw, messages, tools or None, dict(options),
+                                            body.get("format"))  # fmt: skip
         except Exception:
             lease.release()
             raise
@@ -853,7 +854,8 @@ class Handlers:
             )
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         try:
-            reply = await run_in_threadpool(self._ask_brain, entry, raw, messages, None, dict(options))
+            reply = await run_in_threadpool(self._ask_brain, entry, raw, messages, None, dict(options),
+                                            body.get("format"))  # fmt: skip
         except Exception:
             lease.release()
             raise
@@ -893,12 +895,21 @@ class Handlers:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         options: dict[str, Any],
+        format: Any = None,
     ) -> Reply:
-        """Brain.reply (in a worker thread); brains that want it also get the model's TEMPLATE."""
+        """Brain.reply (in a worker thread); brains that want them also get the model's TEMPLATE
+        and the request's `format` ("json" or a JSON schema: structured output)."""
         brain = self.state.brain
+        extra: dict[str, Any] = {}
         if getattr(brain, "wants_template", False):
-            return brain.reply(raw, messages, tools, options, template=entry.info.template)  # type: ignore[call-arg]
-        return brain.reply(raw, messages, tools, options)
+            extra["template"] = entry.info.template
+        if format not in (None, "") and not (format == "json" or isinstance(format, dict)):
+            # llm/server.go Completion: anything else is refused before the runner sees it.
+            expected = 'expected "json" or a valid JSON Schema object'
+            return Reply(error=(500, f"invalid format: {json.dumps(format)}; {expected}"))
+        if getattr(brain, "accepts_format", False):
+            extra["format"] = format or None
+        return brain.reply(raw, messages, tools, options, **extra)
 
     def _keep_alive(self, body: dict[str, Any]) -> int:
         try:
