@@ -17,6 +17,7 @@ from .text_calls import only_calls
 EMPTY, TOOL_SYNTAX, CUT, REPETITIVE = "empty", "tool-call syntax", "cut at the token limit", "repeats itself"
 UNGROUNDED = "figures no tool returned"
 ECHO = "repeats its instructions"
+VAGUE = "uses nothing its tools returned"
 NO_CALL = "answered without its tools"
 # What an agent is told on its retry (the cut and the made-up-figures ones take numbers).
 ANSWER_NOW = "Now write your answer for the traveller, in plain sentences, from the tool results above."
@@ -43,16 +44,20 @@ class Problem:
 
 
 def repeats_itself(text: str) -> bool:
-    """Long text whose lines or word runs come back again and again (a model stuck in a loop)."""
+    """Long text whose lines or word runs come back again and again (a model stuck in a loop).
+
+    An itinerary repeats a little by nature ("Pack: light layers" on each day, the same headings):
+    a loop is a line said four times or more that, with its copies, makes most of the text.
+    """
     lines = [re.sub(r"\W+", " ", line).strip().casefold() for line in text.splitlines()]
     lines = [line for line in lines if len(line) >= 15]
-    if lines and max(lines.count(line) for line in set(lines)) >= 3 and len(set(lines)) <= 0.6 * len(lines):
+    if lines and max(lines.count(line) for line in set(lines)) >= 4 and len(set(lines)) <= 0.5 * len(lines):
         return True
     words = text.casefold().split()
     if len(words) < 60:
         return False
     shingles = [" ".join(words[i : i + 6]) for i in range(len(words) - 5)]
-    return len(set(shingles)) < 0.5 * len(shingles)
+    return len(set(shingles)) < 0.4 * len(shingles)
 
 
 def _grams(text: str, n: int = 4) -> list[str]:
@@ -78,6 +83,7 @@ def check_answer(
     ungrounded: Sequence[str] = (),
     given: Sequence[str] = (),
     uncalled: Sequence[str] = (),
+    vague: bool = False,
 ) -> Problem | None:
     """The first problem with an agent's final answer, or None when it can be handed on.
 
@@ -85,6 +91,7 @@ def check_answer(
     tool result and not the traveller's request holds (grounding.check). `given`: the texts the
     agent was told to follow (its instructions, corrections); an answer that says them back is none.
     `uncalled`: the tools the agent must call and has not called successfully (AgentSpec.required).
+    `vague`: the agent's tools returned results and the answer states hardly anything from them.
     """
     if not re.search(r"[^\W\d_]{2,}", text):
         return Problem(
@@ -138,6 +145,13 @@ def check_answer(
             UNGROUNDED,
             f"its answer states figures no tool returned ({shown})",
             MADE_UP.format(shown=shown),
+            FITNESS_FIX,
+        )
+    if vague:
+        return Problem(
+            VAGUE,
+            "its answer used nothing its tools returned",
+            ANSWER_NOW,
             FITNESS_FIX,
         )
     return None

@@ -164,3 +164,30 @@ def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> d
         else:
             grounded.append({**entry, "source": source})
     return {"grounded": grounded, "ungrounded": ungrounded}
+
+
+def _strings(result: Any) -> Iterable[str]:
+    if isinstance(result, str):
+        yield result
+    elif isinstance(result, dict):
+        for value in result.values():
+            yield from _strings(value)
+    elif isinstance(result, list):
+        for value in result:
+            yield from _strings(value)
+
+
+def facts_used(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> int:
+    """How many distinct facts from the tool results the text states: short strings the results
+    hold ("Portugal", "EUR", "Belém Tower") that the request does not, and figures they ground."""
+    results = list(results)
+    lowered, asked = text.casefold(), request.casefold()
+    named = {
+        value.casefold()
+        for _, result in results
+        for value in _strings(result)
+        if 3 <= len(value) <= 60 and value.casefold() not in asked and not value.replace(".", "").isdigit()
+    }
+    used = {value for value in named if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", lowered)}
+    grounded = {g["figure"] for g in check(text, results)["grounded"]}
+    return len(used) + len(grounded)

@@ -184,25 +184,32 @@ class GuardedChatClient(OllamaChatClient):
         owed = self._owed(tools)
         inner = super()._inner_get_response(messages=sent, options=options, stream=True, **kwargs)
         text, held, holding, called = "", [], None, False
-        async for update in inner:
-            called = called or any(c.type == "function_call" for c in update.contents)
-            text += "".join(c.text or "" for c in update.contents if c.type == "text")
-            if update.finish_reason is not None:
-                state.finish_reason = str(getattr(update.finish_reason, "value", update.finish_reason))
-            for content in update.contents:
-                if content.type == "usage" and content.usage_details:
-                    self._measured(guard, chars, content.usage_details.get("input_token_count"))
-            if holding is None and tools and text.strip():
-                # A reply that starts like a call written as text is held back until it is complete,
-                # so that a recovered call does not also reach the screen (and the next agent) as text.
-                holding = looks_like_call_start(text)
-                # An agent that owes a required call and answers instead may be given the call
-                # below; its answer without facts is not shown meanwhile.
-                holding = holding or owed is not None
-            if holding and not called:
-                held.append(update)
-                continue
-            yield update
+        try:
+            async for update in inner:
+                called = called or any(c.type == "function_call" for c in update.contents)
+                text += "".join(c.text or "" for c in update.contents if c.type == "text")
+                if update.finish_reason is not None:
+                    state.finish_reason = str(getattr(update.finish_reason, "value", update.finish_reason))
+                for content in update.contents:
+                    if content.type == "usage" and content.usage_details:
+                        self._measured(guard, chars, content.usage_details.get("input_token_count"))
+                if holding is None and tools and text.strip():
+                    # A reply that starts like a call written as text is held back until it is complete,
+                    # so that a recovered call does not also reach the screen (and the next agent) as text.
+                    holding = looks_like_call_start(text)
+                    # An agent that owes a required call and answers instead may be given the call
+                    # below; its answer without facts is not shown meanwhile.
+                    holding = holding or owed is not None
+                if holding and not called:
+                    held.append(update)
+                    continue
+                yield update
+        except Exception:
+            # The reply broke off (Ollama died, a timeout): what it said so far is kept, as it is
+            # for a reply that was not held.
+            for update in held:
+                yield update
+            raise
         calls = find_calls(text, tools) if tools and not called else []
         span = trace.get_current_span()
         flag = RECOVERED
@@ -375,9 +382,13 @@ class CheckedAgentExecutor(AgentExecutor):
         def check(answer: str) -> Problem | None:
             ungrounded = _ungrounded(answer, request)
             log = current_log.get()
-            done = {c.name for c in (log.calls if log else []) if c.agent == self.id and c.ok}
-            uncalled = [name for name in self.required if name not in done]
-            return check_answer(answer, state.finish_reason, self.tools, guard.max_output, ungrounded, given, uncalled)
+            own = [c for c in (log.calls if log else []) if c.agent == self.id and c.ok]
+            uncalled = [name for name in self.required if name not in {c.name for c in own}]
+            results = [(c.name, c.result) for c in own if c.result is not None]
+            # "I have already provided the facts about Lisbon." after a full tool result is no answer.
+            vague = bool(results) and grounding.facts_used(answer, results, request) < 2
+            return check_answer(answer, state.finish_reason, self.tools, guard.max_output, ungrounded, given, uncalled,
+                                vague)  # fmt: skip
 
         response = await self._stream(ctx, messages, self._session, None)
         kept = list(response.messages)

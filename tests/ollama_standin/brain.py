@@ -528,12 +528,16 @@ CONTINUATION = "please continue."
 # How the orchestrator hands an agent its turn (orchestrator.context_budget.HANDOFF_HEAD): the
 # earlier agents' answers, not a request.
 HANDOFF_HEAD = "Your turn in the travel team"
+# How the orchestrator's corrections and requests for a required call begin (orchestrator.answers
+# CORRECTIONS, orchestrator.guarded.ASK_ARGUMENTS): instructions about the answer, not requests.
+ORCHESTRATOR_STARTS = ("Your last reply", "Your last answer", "Now write your answer", "First call ",
+                       "Before answering, you must call")  # fmt: skip
 AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
 
 
 def _is_request(message: dict[str, Any]) -> bool:
     text = (message.get("content") or "").strip()
-    ours = text in (CONTINUATION, AFTER_TOOLS) or text.startswith(HANDOFF_HEAD)
+    ours = text in (CONTINUATION, AFTER_TOOLS) or text.startswith((HANDOFF_HEAD, *ORCHESTRATOR_STARTS))
     return message.get("role") == "user" and not ours
 
 
@@ -546,6 +550,7 @@ def _own_messages(this_turn: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, m in enumerate(this_turn):
         if m.get("role") == "assistant" and (m.get("content") or "").strip() and not m.get("tool_calls"):
             last_text = i
-        if m.get("role") == "user" and (m.get("content") or "").strip() != AFTER_TOOLS:
+        text = (m.get("content") or "").strip()
+        if m.get("role") == "user" and text != AFTER_TOOLS and not text.startswith(ORCHESTRATOR_STARTS):
             last_text = max(last_text, i)
     return this_turn[last_text + 1 :]

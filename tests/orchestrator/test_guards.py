@@ -7,7 +7,7 @@ from agent_framework import Content, Message
 
 from orchestrator import grounding
 from orchestrator.agents import RESEARCHER
-from orchestrator.answers import ANSWER_NOW, CUT, ECHO, EMPTY, REPETITIVE, TOOL_SYNTAX, check_answer
+from orchestrator.answers import ANSWER_NOW, CUT, ECHO, EMPTY, REPETITIVE, TOOL_SYNTAX, VAGUE, check_answer
 from orchestrator.context_budget import TRIMMED_RESULT, ContextMeter, ContextOverflow, fit
 from orchestrator.text_calls import TextCall, find_calls, looks_like_call_start, only_calls, strip_calls
 
@@ -72,6 +72,14 @@ def test_answers_are_checked_before_they_are_handed_on():
     plan = "\n".join(f"Day {d} (Lisbon): morning at {p}; afternoon at the river; evening in Alfama." for d, p in
                      enumerate(["Belem Tower", "the castle", "LX Factory", "Sintra"], start=1))  # fmt: skip
     assert check_answer(plan, "stop", TOOLS, 2048) is None
+    # An itinerary that says the same packing line each day is not a loop.
+    days = "\n".join(f"## Day {d}\n**Morning:**\n- Visit {p}.\n- **Pack:** Light layers, a hat and sunglasses.\n"
+                     f"**Evening:**\n- Dinner in Alfama with fado." for d, p in
+                     enumerate(["Belem Tower", "the castle", "LX Factory"], start=1))  # fmt: skip
+    assert check_answer(days, "stop", TOOLS, 2048) is None
+    assert (
+        check_answer("I have already provided the facts about Lisbon.", "stop", TOOLS, 2048, vague=True).kind == VAGUE
+    )
     invented = check_answer(plan + " Highs of 41 °C.", "stop", TOOLS, 2048, ungrounded=["41 °C"])
     assert invented.kind == "figures no tool returned" and "41 °C" in invented.instruction
 
@@ -151,3 +159,15 @@ def test_an_answer_that_says_its_instructions_back_is_no_answer():
     assert check_answer(parroted, "stop", TOOLS, 2048, given=[RESEARCHER.instructions]).kind == ECHO
     brief = "Lisbon, Portugal (Lisbon District, Europe). Currency: Euro (EUR). Time zone: Europe/Lisbon."
     assert check_answer(brief, "stop", TOOLS, 2048, given=[RESEARCHER.instructions]) is None
+
+
+def test_an_answer_is_measured_by_the_facts_it_takes_from_its_tool_results():
+    result = [("get_destination", {"city": "Lisbon", "country": "Portugal", "currency_code": "EUR",
+                                    "points_of_interest": [{"name": "Belém Tower"}], "latitude": 38.7})]  # fmt: skip
+    request = "3 days in Lisbon in May"
+    assert grounding.facts_used("I have already provided the facts about Lisbon.", result, request) == 0
+    assert grounding.facts_used("Lisbon, Portugal.", result, request) == 1
+    assert grounding.facts_used("Lisbon is in Portugal; pay in EUR and see the Belém Tower.", result, request) == 3
+    # coordinates are listed, not taken for temperatures
+    assert [f.kind for f in grounding.figures("at 38.7251°, -9.1498° W; highs 23 °C")] == [
+        "coordinate", "coordinate", "temperature"]  # fmt: skip
