@@ -51,7 +51,8 @@ PLANNER = AgentSpec(
     name="Planner",
     title="Planner · day-by-day itinerary",
     tools=("travel_distance", "time_difference"),
-    handoff="write the day-by-day itinerary from what the team found, using their figures as given.",
+    handoff="write the day-by-day itinerary from what the team found, with their figures as given (temperatures, "
+    "budget), and end with the facts used.",
     instructions="""You are the Planner in a travel-planning team.
 Write a day-by-day itinerary using what the Researcher and the Weather analyst found earlier in the
 conversation. Use travel_distance when the trip covers more than one city. For each day give a
