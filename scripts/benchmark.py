@@ -176,6 +176,7 @@ def measure_real_model(tools) -> dict | None:
         "tool_calls": len(calls),
         "tool_calls_ok": sum(c["ok"] for c in calls),
         "tool_calls_from_text": sum(c["from_text"] for c in calls),
+        "tool_calls_forced": sum(c.get("forced", False) for c in calls),
         "retried": [a["name"] for a in record["agents"] if a["retried"]],
         "grounded": len(record["grounding"]["grounded"]),
         "ungrounded": len(record["grounding"]["ungrounded"]),
@@ -191,7 +192,8 @@ def print_real_model(real: dict | None) -> None:
         f"{'real model plan (' + real['model'] + ')':<34}{real['wall_s']:>20.1f} s   "
         f"{real['model_calls']} model calls, {real['output_tokens_per_s']:.1f} output tokens per second of model time"
         " (prompt reading included), "
-        f"{real['tool_calls']} tool calls ({real['tool_calls_ok']} ok, {real['tool_calls_from_text']} written as text)"
+        f"{real['tool_calls']} tool calls ({real['tool_calls_ok']} ok, {real['tool_calls_from_text']} written as text, "
+        f"{real['tool_calls_forced']} asked for with structured output)"
     )
     print(f"{'  outcome':<34}{outcome}; figures grounded {real['grounded']}, ungrounded {real['ungrounded']}")
 
