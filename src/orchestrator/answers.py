@@ -163,7 +163,7 @@ def without_figures(text: str, shown: Sequence[str]) -> str:
     kept_lines = []
     for line in text.splitlines():
         sentences = re.split(r"(?<=[.!?])\s+", line)
-        kept = [s for s in sentences if not any(figure in s for figure in shown)]
+        kept = [s for s in sentences if not any(re.search(rf"(?<![\d.,]){re.escape(f)}(?!\d)", s) for f in shown)]
         if len(kept) == len(sentences):
             kept_lines.append(line)
         elif kept and re.search(r"[^\W\d_]{2,}", " ".join(kept)):

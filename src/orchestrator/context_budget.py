@@ -19,6 +19,8 @@ from typing import Any
 
 from agent_framework import Message
 
+from .answers import CORRECTIONS
+
 # Without a measurement, a token is taken as 3 characters: English prose runs near 4 and JSON
 # near 3, so this errs on the side of trimming early. After a reply, Ollama's prompt_eval_count
 # gives the model's real ratio (ContextMeter.learn).
@@ -29,12 +31,23 @@ CONTINUATION = "please continue."
 # How the message that hands an agent its turn begins (guarded.CheckedAgentExecutor): it carries the
 # earlier agents' answers, so it is the team's words, not the traveller's request.
 HANDOFF_HEAD = "Your turn in the travel team"
+# Sent (not kept) after tool results: small models given a tool result as the last message often
+# say the traveller's request back instead of going on (Qwen2.5-Coder-1.5B did, every time).
+AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
+AFTER_TOOLS_CLOSED = "Answer now from the tool results above."  # when the agent's tools are closed
+ASK_ARGUMENTS_HEAD = "Before answering, you must call"  # guarded.ASK_ARGUMENTS
 
 
 def is_request(message: Message) -> bool:
-    """A message in the traveller's words: not the framework's "please continue.", not a handoff."""
+    """A message in the traveller's words: not the framework's "please continue.", not a handoff,
+    not one of the pipeline's own lines (a correction on a retry, a request for a call)."""
     text = message.text.strip()
-    return message.role == "user" and text != CONTINUATION and not text.startswith(HANDOFF_HEAD)
+    ours = (HANDOFF_HEAD, ASK_ARGUMENTS_HEAD, *(c.split("{")[0] for c in CORRECTIONS))
+    return (
+        message.role == "user"
+        and text not in (CONTINUATION, AFTER_TOOLS, AFTER_TOOLS_CLOSED)
+        and not text.startswith(ours)
+    )
 
 
 def _content_chars(content: Any) -> int:
@@ -128,6 +141,10 @@ def _with_results_trimmed(message: Message) -> Message:
     return Message(message.role, contents, author_name=message.author_name)
 
 
+def _longest_text(message: Message) -> int:
+    return max((len(c.text or "") for c in message.contents if c.type == "text"), default=0)
+
+
 def _with_text_cut(message: Message, keep: int) -> Message:
     contents = []
     for content in message.contents:
@@ -177,15 +194,15 @@ def fit(messages: list[Message], options: dict[str, Any], meter: ContextMeter) -
                 changed += 1
         if changed:
             meter.trims.append(f"{changed} earlier tool result(s)")
-    # 3. The longest earlier answers, halved until they fit (at least 400 characters stay).
+    # 3. The longest earlier answers, halved until they fit (at least 400 characters stay). They are
+    # assistant messages, or the handoff that carries them, one text content a teammate.
     cut = 0
     while size(out) > budget_chars:
         candidates = [
-            (message_chars(out[i]), i)
+            (_longest_text(out[i]), i)
             for i in range(request + 1, own + 1)
-            # earlier agents' answers: assistant messages, or the handoff that carries them
             if ((out[i].role == "assistant" and i < own) or out[i].text.startswith(HANDOFF_HEAD))
-            and message_chars(out[i]) > 400 + len(TRIMMED_TEXT) + 12
+            and _longest_text(out[i]) > 400 + len(TRIMMED_TEXT) + 12
         ]
         if not candidates:
             break

@@ -15,6 +15,8 @@ The guard of the turn in progress is a ContextVar, as the tool-call log is.
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterable, Mapping, Sequence
 from contextvars import ContextVar
@@ -35,32 +37,42 @@ from opentelemetry import trace
 
 from . import grounding
 from .answers import UNGROUNDED, Problem, check_answer, failure_line, without_figures
-from .context_budget import HANDOFF_HEAD, ContextMeter, ContextOverflow, fit, is_request, request_chars
+from .context_budget import (
+    AFTER_TOOLS,
+    AFTER_TOOLS_CLOSED,
+    ASK_ARGUMENTS_HEAD,
+    HANDOFF_HEAD,
+    ContextMeter,
+    ContextOverflow,
+    fit,
+    is_request,
+    request_chars,
+)
 from .errors import ExitCode, UserError
 from .text_calls import TextCall, declared_only, find_calls, looks_like_call_start
 from .tool_server import current_log
 
+logger = logging.getLogger(__name__)
 RECOVERED = "recovered_from_text"  # additional_properties flag on a function_call made from text
 FORCED = "asked_with_structured_output"  # ... on a required call the pipeline asked the model for
 # What the model is told when it answered without a tool it must call; `format` (a JSON schema of
 # the tool's arguments) makes Ollama constrain the reply to that schema with a grammar, so even a
 # 0.5B model gives arguments that parse. The schema is in the text too: the model sees no tools here.
 ASK_ARGUMENTS = (
-    "Before answering, you must call {name}: {description}\n"
+    ASK_ARGUMENTS_HEAD + " {name}: {description}\n"
     "Reply with only the JSON arguments for {name}, taken from the traveller's request and the "
     "conversation above. Arguments (JSON schema): {schema}"
 )
-# Sent (not kept) after tool results: small models given a tool result as the last message often
-# say the traveller's request back instead of going on (Qwen2.5-Coder-1.5B did, every time).
-AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
 FORCED_MAX_TOKENS = 200  # arguments are short; a model that rambles inside the grammar is cut here
+MAX_ASKS_PER_TOOL = 2  # a model that gives unusable arguments twice is not asked a third time
 
 
 @dataclass
 class AgentState:
     finish_reason: str | None = None  # of the agent's latest model call
     recovered: int = 0  # tool calls recovered from its text
-    forced: int = 0  # required calls it was asked for with structured output
+    forced: int = 0  # required calls it was asked for with structured output and given
+    asked: dict[str, int] = field(default_factory=dict)  # structured-output requests made, by tool
     forced_usage: tuple[int, int, float] = (0, 0, 0.0)  # those requests' input/output tokens, seconds
     retried: str | None = None  # the problem its first answer had
 
@@ -120,11 +132,13 @@ class GuardedChatClient(OllamaChatClient):
         self.agent = agent
         self.required = required  # tools the agent must call before it answers (AgentSpec.required)
 
-    def _owed(self, tools: frozenset[str]) -> str | None:
-        """The first required tool this agent has not yet called successfully in this turn."""
+    def _owed(self, tools: frozenset[str], state: AgentState) -> str | None:
+        """The first required tool this agent has not yet called successfully in this turn (and
+        has not already been asked for too often)."""
         log = current_log.get()
         done = {c.name for c in (log.calls if log else []) if c.agent == self.agent and c.ok}
-        return next((name for name in self.required if name in tools and name not in done), None)
+        return next((name for name in self.required if name in tools and name not in done
+                     and state.asked.get(name, 0) < MAX_ASKS_PER_TOOL), None)  # fmt: skip
 
     async def _ask_for_call(self, guard: TurnGuard, sent: list[Message], options: Mapping[str, Any],
                             name: str) -> dict[str, Any] | None:  # fmt: skip
@@ -139,12 +153,22 @@ class GuardedChatClient(OllamaChatClient):
         asked = {key: value for key, value in options.items() if key not in ("tools", "tool_choice")}
         asked["response_format"] = schema
         asked["max_tokens"] = min(FORCED_MAX_TOKENS, int(options.get("max_tokens") or FORCED_MAX_TOKENS))
-        response = await super()._inner_get_response(
-            messages=[*sent, Message("user", [instruction])], options=asked, stream=False
-        )
         state = guard.agent(self.agent)
+        try:
+            messages = fit([*sent, Message("user", [instruction])], asked, guard.meter)
+        except ContextOverflow:
+            return None  # no room to ask: the answer check asks the agent again instead
+        state.asked[name] = state.asked.get(name, 0) + 1
+        started = time.perf_counter()
+        try:
+            response = await super()._inner_get_response(messages=messages, options=asked, stream=False)
+        except Exception as error:  # best effort: an Ollama that refuses `format` must not end the turn
+            logger.debug("asking for %s with structured output failed", name, exc_info=True)
+            guard.notices.append(f"{self.agent}: asking the model for {name}'s arguments with structured output "
+                                 f"failed ({type(error).__name__}); its own answer is checked instead")  # fmt: skip
+            return None
         usage = response.usage_details or {}
-        seconds = (getattr(response.raw_representation, "total_duration", None) or 0) / 1e9
+        seconds = time.perf_counter() - started
         tokens_in, tokens_out, spent = state.forced_usage
         state.forced_usage = (tokens_in + (usage.get("input_token_count") or 0),
                               tokens_out + (usage.get("output_token_count") or 0), spent + seconds)  # fmt: skip
@@ -176,12 +200,12 @@ class GuardedChatClient(OllamaChatClient):
                 f"{self.agent}: the conversation was trimmed to fit model {guard.model}'s context of "
                 f"{guard.meter.window} tokens ({', '.join(guard.meter.trims)})"
             )
-        if sent and sent[-1].role == "tool":
-            sent = [*sent, Message("user", [AFTER_TOOLS])]
-        chars = request_chars(sent, dict(options))
         state = guard.agent(self.agent)
         tools = _tool_names(options)
-        owed = self._owed(tools)
+        if sent and sent[-1].role == "tool":
+            sent = [*sent, Message("user", [AFTER_TOOLS if tools else AFTER_TOOLS_CLOSED])]
+        chars = request_chars(sent, dict(options))
+        owed = self._owed(tools, state)
         inner = super()._inner_get_response(messages=sent, options=options, stream=True, **kwargs)
         text, held, holding, called = "", [], None, False
         try:
@@ -203,6 +227,8 @@ class GuardedChatClient(OllamaChatClient):
                 if holding and not called:
                     held.append(update)
                     continue
+                while held:  # it called a tool after all: what it said before goes out first, in order
+                    yield held.pop(0)
                 yield update
         except Exception:
             # The reply broke off (Ollama died, a timeout): what it said so far is kept, as it is
@@ -274,9 +300,10 @@ class Repaired:
     dropped: tuple[str, ...]
 
 
-def handoff_message(agent: str, task: str, notes: Sequence[tuple[str, str]]) -> str:
-    found = "\n\n".join(f"{name or 'A teammate'}:\n{text}" for name, text in notes)
-    return f"{HANDOFF_HEAD}, {agent}: {task}\n\nWhat the team found before you:\n\n{found}"
+def handoff_message(agent: str, task: str, notes: Sequence[tuple[str, str]]) -> Message:
+    """One text content a teammate, so trimming for the context shortens each (context_budget)."""
+    head = f"{HANDOFF_HEAD}, {agent}: {task}\n\nWhat the team found before you:\n"
+    return Message("user", [head, *(f"\n{name or 'A teammate'}:\n{text}\n" for name, text in notes)])
 
 
 def final_text(messages: Sequence[Message]) -> str:
@@ -348,14 +375,19 @@ class CheckedAgentExecutor(AgentExecutor):
         kept, notes = messages[: start + 1], []
         for message in messages[start + 1 :]:
             text = message.text.strip()
-            is_answer = message.role == "assistant" and text and all(c.type == "text" for c in message.contents)
+            # (a thinking model's reasoning is left out; its answer is the note)
+            is_answer = (
+                message.role == "assistant"
+                and text
+                and not any(c.type in ("function_call", "function_result") for c in message.contents)
+            )
             if not is_answer:
                 kept.append(message)
             elif notes and notes[-1][0] == (message.author_name or ""):
                 notes[-1] = (notes[-1][0], f"{notes[-1][1]}\n{text}")
             else:
                 notes.append((message.author_name or "", text))
-        return [*kept, Message("user", [handoff_message(self.id, self.handoff, notes)])]
+        return [*kept, handoff_message(self.id, self.handoff, notes)]
 
     async def _stream(self, ctx: Any, messages: list[Message], session: Any, options: dict[str, Any] | None) -> Any:
         stream = self._agent.run(messages, stream=True, session=session,
@@ -386,7 +418,7 @@ class CheckedAgentExecutor(AgentExecutor):
             uncalled = [name for name in self.required if name not in {c.name for c in own}]
             results = [(c.name, c.result) for c in own if c.result is not None]
             # "I have already provided the facts about Lisbon." after a full tool result is no answer.
-            vague = bool(results) and grounding.facts_used(answer, results, request) < 2
+            vague = bool(results and self.required) and grounding.facts_used(answer, results, request) < 2
             return check_answer(answer, state.finish_reason, self.tools, guard.max_output, ungrounded, given, uncalled,
                                 vague)  # fmt: skip
 

@@ -21,7 +21,7 @@ _DECODER = json.JSONDecoder()
 _MARKERS = re.compile(
     r"```(?:json|tool_code|tool_call|python)?|```|</?tool_calls?>|<\|?/?tool_call\|?>|\[/?TOOL_CALLS\]|\[ARGS\]"
     r"|<\|python_tag\|>|<\|eom_id\|>|<\|eot_id\|>|\bfunctools\b|<function_calls>|</function_calls>"
-    r"|</?tool_response>|</?tools>",
+    r"|</?tool_response>|</?tools>|</function>",
     re.IGNORECASE,
 )
 # Keys under which models put a call's arguments.

@@ -464,9 +464,9 @@ class TravelPlanner:
                 current.duration_s = now - current.started_s
                 state = guard.agent(agent)
                 current.finish_reason = state.finish_reason
-                if state.forced:  # the structured-output requests run beside the framework's usage count
+                if state.asked:  # the structured-output requests run beside the framework's usage count
                     tokens_in, tokens_out, seconds = state.forced_usage
-                    current.model_calls += state.forced
+                    current.model_calls += sum(state.asked.values())
                     current.input_tokens += tokens_in
                     current.output_tokens += tokens_out
                     current.model_s += seconds

@@ -532,12 +532,15 @@ HANDOFF_HEAD = "Your turn in the travel team"
 # CORRECTIONS, orchestrator.guarded.ASK_ARGUMENTS): instructions about the answer, not requests.
 ORCHESTRATOR_STARTS = ("Your last reply", "Your last answer", "Now write your answer", "First call ",
                        "Before answering, you must call")  # fmt: skip
+AFTER_TOOLS_CLOSED = "Answer now from the tool results above."
 AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
 
 
 def _is_request(message: dict[str, Any]) -> bool:
     text = (message.get("content") or "").strip()
-    ours = text in (CONTINUATION, AFTER_TOOLS) or text.startswith((HANDOFF_HEAD, *ORCHESTRATOR_STARTS))
+    ours = text in (CONTINUATION, AFTER_TOOLS, AFTER_TOOLS_CLOSED) or text.startswith(
+        (HANDOFF_HEAD, *ORCHESTRATOR_STARTS)
+    )
     return message.get("role") == "user" and not ours
 
 
@@ -551,6 +554,10 @@ def _own_messages(this_turn: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if m.get("role") == "assistant" and (m.get("content") or "").strip() and not m.get("tool_calls"):
             last_text = i
         text = (m.get("content") or "").strip()
-        if m.get("role") == "user" and text != AFTER_TOOLS and not text.startswith(ORCHESTRATOR_STARTS):
+        if (
+            m.get("role") == "user"
+            and text not in (AFTER_TOOLS, AFTER_TOOLS_CLOSED)
+            and not text.startswith(ORCHESTRATOR_STARTS)
+        ):
             last_text = max(last_text, i)
     return this_turn[last_text + 1 :]

@@ -171,3 +171,32 @@ def test_an_answer_is_measured_by_the_facts_it_takes_from_its_tool_results():
     # coordinates are listed, not taken for temperatures
     assert [f.kind for f in grounding.figures("at 38.7251°, -9.1498° W; highs 23 °C")] == [
         "coordinate", "coordinate", "temperature"]  # fmt: skip
+
+
+def test_a_sentence_is_left_out_only_for_the_figure_itself():
+    from orchestrator.answers import without_figures
+
+    text = "Walk 12 km along the river. The coast is 2 km away. Lunch costs $50."
+    assert without_figures(text, ["2 km", "$5"]) == "Walk 12 km along the river. Lunch costs $50."
+
+
+def test_a_handoff_too_long_for_the_context_keeps_every_teammate():
+    from orchestrator.guarded import handoff_message
+
+    handoff = handoff_message("Planner", "write the plan.", [("Researcher", "R-FACTS " + "r" * 3000),
+                                                             ("Weather", "W-CLIMATE " + "w" * 3000)])  # fmt: skip
+    messages = [Message("user", ["3 days in Lisbon in May"]), handoff]
+    meter = ContextMeter(num_ctx=1024, model_ctx=None, max_output=256)
+    fitted = fit(messages, {}, meter)
+    assert "R-FACTS" in fitted[1].text and "W-CLIMATE" in fitted[1].text and fitted[1].text.startswith("Your turn")
+    assert "earlier agents' answers shortened" in meter.trims
+
+
+def test_the_pipelines_own_lines_are_not_the_travellers_request():
+    from orchestrator.answers import CUT_OFF
+    from orchestrator.context_budget import AFTER_TOOLS, is_request
+
+    assert is_request(Message("user", ["3 days in Lisbon"]))
+    for line in (ANSWER_NOW, AFTER_TOOLS, "please continue.", CUT_OFF.format(words=60),
+                 "Before answering, you must call get_climate: ..."):  # fmt: skip
+        assert not is_request(Message("user", [line])), line

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.realmodel
 TRIPS = [
     "3 days in Lisbon in May, flying from London with 800 GBP",
     "2 days in Reykjavik in January, flying from New York with 1500 USD",
+    "4 days in Kyoto in November, flying from Sydney with 2000 AUD",
 ]
 # Figures the plan must not make up (grounding.py's kinds; hours are left alone).
 CHECKED = {"temperature", "money", "distance", "rain"}
@@ -57,7 +58,7 @@ def tool_figures(record: dict, name: str) -> list:
 
 
 @pytest.mark.timeout(1800)  # a plan is six to twelve model calls on two CPU cores
-@pytest.mark.parametrize("prompt", TRIPS, ids=["lisbon", "reykjavik"])
+@pytest.mark.parametrize("prompt", TRIPS, ids=["lisbon", "reykjavik", "kyoto"])
 def test_a_real_model_plans_from_the_tools_or_fails_clearly(real_ollama, tools, tmp_path, prompt, record_property):
     code, record, stderr = plan(real_ollama, tools, tmp_path, prompt)
     assert "Traceback" not in stderr
