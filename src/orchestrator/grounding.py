@@ -101,20 +101,27 @@ def figures(text: str) -> list[Figure]:
     return found
 
 
-def _values(result: Any) -> Iterable[float]:
-    """Every number in a tool result: its numeric fields, and numbers written inside its strings."""
-    if isinstance(result, bool):
-        return
-    if isinstance(result, int | float):
-        yield float(result)
-    elif isinstance(result, str):
-        yield from numbers(result)
-    elif isinstance(result, dict):
+def _leaves(result: Any) -> Iterable[Any]:
+    """The scalar values inside a tool result (dicts and lists walked)."""
+    if isinstance(result, dict):
         for value in result.values():
-            yield from _values(value)
+            yield from _leaves(value)
     elif isinstance(result, list):
         for value in result:
-            yield from _values(value)
+            yield from _leaves(value)
+    else:
+        yield result
+
+
+def _values(result: Any) -> Iterable[float]:
+    """Every number in a tool result: its numeric fields, and numbers written inside its strings."""
+    for leaf in _leaves(result):
+        if isinstance(leaf, bool):
+            continue
+        if isinstance(leaf, int | float):
+            yield float(leaf)
+        elif isinstance(leaf, str):
+            yield from numbers(leaf)
 
 
 def _matches(figure: Figure, value: float) -> bool:
@@ -166,17 +173,6 @@ def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> d
     return {"grounded": grounded, "ungrounded": ungrounded}
 
 
-def _strings(result: Any) -> Iterable[str]:
-    if isinstance(result, str):
-        yield result
-    elif isinstance(result, dict):
-        for value in result.values():
-            yield from _strings(value)
-    elif isinstance(result, list):
-        for value in result:
-            yield from _strings(value)
-
-
 def facts_used(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> int:
     """How many distinct facts from the tool results the text states: short strings the results
     hold ("Portugal", "EUR", "Belém Tower") that the request does not, and figures they ground."""
@@ -185,7 +181,8 @@ def facts_used(text: str, results: Iterable[tuple[str, Any]], request: str = "")
     named = {
         value.casefold()
         for _, result in results
-        for value in _strings(result)
+        for value in _leaves(result)
+        if isinstance(value, str)
         if 3 <= len(value) <= 60 and value.casefold() not in asked and not value.replace(".", "").isdigit()
     }
     used = {value for value in named if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", lowered)}
