@@ -55,9 +55,13 @@ test: ## run every test, the container tier included; example: make test
 benchmark: ## latency and tokens/s by prompt size and concurrency, direct and through the pipeline; report in ./benchmark-results
 	mkdir -p benchmark-results
 	$(COMPOSE) run --rm -T --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/benchmark-results:/out" orchestrator benchmark --output /out $(ARGS)
-	@# One plan on a real small model, where the real-model tier is prepared (scripts/real-model.sh).
-	@if command -v uv >/dev/null 2>&1 && [ -f "$${OFFLINE_AGENTS_CACHE:-$$HOME/.cache/offline-agents}/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" ]; then \
-	  uv run python scripts/benchmark.py --real-model-only; fi
+	@# One plan on a real small model, where the real-model tier is prepared (scripts/real-model.sh):
+	@# the 1.5B model when it is there (it plans), else the 0.5B.
+	@models="$${OFFLINE_AGENTS_CACHE:-$$HOME/.cache/offline-agents}/models"; \
+	for size in 1.5b 0.5b; do \
+	  if command -v uv >/dev/null 2>&1 && [ -f "$$models/qwen2.5-coder-$$size-instruct-q4_k_m.gguf" ]; then \
+	    REAL_MODEL_SIZE=$$size uv run python scripts/benchmark.py --real-model-only; break; fi; \
+	done
 
 dev-benchmark: ## the orchestrator's own overhead, throughput, start-up time and telemetry cost, against the stand-ins
 	uv run python scripts/benchmark.py
