@@ -38,16 +38,16 @@ AFTER_TOOLS_CLOSED = "Answer now from the tool results above."  # when the agent
 ASK_ARGUMENTS_HEAD = "Before answering, you must call"  # guarded.ASK_ARGUMENTS
 
 
+# The pipeline's own user lines: whole, or by how they begin (corrections carry figures).
+_OUR_LINES = (CONTINUATION, AFTER_TOOLS, AFTER_TOOLS_CLOSED)
+_OUR_STARTS = (HANDOFF_HEAD, ASK_ARGUMENTS_HEAD, *(c.split("{")[0] for c in CORRECTIONS))
+
+
 def is_request(message: Message) -> bool:
     """A message in the traveller's words: not the framework's "please continue.", not a handoff,
     not one of the pipeline's own lines (a correction on a retry, a request for a call)."""
     text = message.text.strip()
-    ours = (HANDOFF_HEAD, ASK_ARGUMENTS_HEAD, *(c.split("{")[0] for c in CORRECTIONS))
-    return (
-        message.role == "user"
-        and text not in (CONTINUATION, AFTER_TOOLS, AFTER_TOOLS_CLOSED)
-        and not text.startswith(ours)
-    )
+    return message.role == "user" and text not in _OUR_LINES and not text.startswith(_OUR_STARTS)
 
 
 def _content_chars(content: Any) -> int:

@@ -50,7 +50,7 @@ from .context_budget import (
 )
 from .errors import ExitCode, UserError
 from .text_calls import TextCall, declared_only, find_calls, looks_like_call_start
-from .tool_server import current_log
+from .tool_server import ToolCall, current_log
 
 logger = logging.getLogger(__name__)
 RECOVERED = "recovered_from_text"  # additional_properties flag on a function_call made from text
@@ -135,8 +135,7 @@ class GuardedChatClient(OllamaChatClient):
     def _owed(self, tools: frozenset[str], state: AgentState) -> str | None:
         """The first required tool this agent has not yet called successfully in this turn (and
         has not already been asked for too often)."""
-        log = current_log.get()
-        done = {c.name for c in (log.calls if log else []) if c.agent == self.agent and c.ok}
+        done = {c.name for c in _succeeded(self.agent)}
         return next((name for name in self.required if name in tools and name not in done
                      and state.asked.get(name, 0) < MAX_ASKS_PER_TOOL), None)  # fmt: skip
 
@@ -306,12 +305,22 @@ def handoff_message(agent: str, task: str, notes: Sequence[tuple[str, str]]) -> 
     return Message("user", [head, *(f"\n{name or 'A teammate'}:\n{text}\n" for name, text in notes)])
 
 
+def _succeeded(agent: str | None = None) -> list[ToolCall]:
+    """The turn's successful tool calls (of one agent, when named), from the turn's call log."""
+    log = current_log.get()
+    return [c for c in (log.calls if log else []) if c.ok and (agent is None or c.agent == agent)]
+
+
+def _last_exchange(messages: Sequence[Message]) -> int:
+    """Index of the last message holding a tool call or result (-1 when none does)."""
+    exchanges = (i for i, m in enumerate(messages)
+                 if any(c.type in ("function_call", "function_result") for c in m.contents))  # fmt: skip
+    return max(exchanges, default=-1)
+
+
 def final_text(messages: Sequence[Message]) -> str:
     """What the agent answered: its text after its last tool exchange."""
-    last_tool = max(
-        (i for i, m in enumerate(messages) if any(c.type in ("function_call", "function_result") for c in m.contents)),
-        default=-1,
-    )
+    last_tool = _last_exchange(messages)
     return "\n".join(m.text for m in messages[last_tool + 1 :] if m.role == "assistant" and m.text).strip()
 
 
@@ -332,9 +341,7 @@ CHECKED_FIGURES = ("temperature", "money", "distance", "rain")
 def _repaired(response: Any, text: str) -> AgentResponse:
     """The response with its final answer replaced by `text` (its tool exchanges kept)."""
     messages = list(response.messages)
-    exchanges = [i for i, m in enumerate(messages) if any(c.type in ("function_call", "function_result")
-                                                          for c in m.contents)]  # fmt: skip
-    last_tool = max(exchanges, default=-1)
+    last_tool = _last_exchange(messages)
     author = next((m.author_name for m in messages[last_tool + 1 :] if m.author_name), None)
     answer = Message("assistant", [text], author_name=author)
     return AgentResponse(messages=[*messages[: last_tool + 1], answer], agent_id=response.agent_id,
@@ -342,8 +349,7 @@ def _repaired(response: Any, text: str) -> AgentResponse:
 
 
 def _ungrounded(answer: str, request: str) -> list[str]:
-    log = current_log.get()
-    results = [(c.name, c.result) for c in (log.calls if log else []) if c.ok and c.result is not None]
+    results = [(c.name, c.result) for c in _succeeded() if c.result is not None]
     checked = grounding.check(answer, results, request=request)
     return [f["figure"] for f in checked["ungrounded"] if f["kind"] in CHECKED_FIGURES]
 
@@ -413,8 +419,7 @@ class CheckedAgentExecutor(AgentExecutor):
 
         def check(answer: str) -> Problem | None:
             ungrounded = _ungrounded(answer, request)
-            log = current_log.get()
-            own = [c for c in (log.calls if log else []) if c.agent == self.id and c.ok]
+            own = _succeeded(self.id)
             uncalled = [name for name in self.required if name not in {c.name for c in own}]
             results = [(c.name, c.result) for c in own if c.result is not None]
             # "I have already provided the facts about Lisbon." after a full tool result is no answer.

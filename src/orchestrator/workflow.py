@@ -40,9 +40,7 @@ from .tool_server import CallLog, ToolCall, ToolServer, current_log
 logger = logging.getLogger(__name__)
 MAX_CALLS_PER_ROUND = 4
 AGENT_NAMES = tuple(spec.name for spec in PIPELINE)
-REQUIRED = {spec.name: spec.required for spec in PIPELINE}
-HANDOFFS = {spec.name: spec.handoff for spec in PIPELINE}
-TITLES = {spec.name: spec.title for spec in PIPELINE}
+SPECS = {spec.name: spec for spec in PIPELINE}
 
 
 # --- what a turn reports as it goes -------------------------------------------------------------
@@ -242,7 +240,7 @@ class TravelPlanner:
     def _chat_client(self, agent: str) -> GuardedChatClient:
         return GuardedChatClient(
             agent=agent,
-            required=REQUIRED.get(agent, ()),
+            required=SPECS[agent].required,
             client=self.ollama,
             model=self.model,
             function_invocation_configuration=FunctionInvocationConfiguration(
@@ -344,8 +342,8 @@ class TravelPlanner:
             CheckedAgentExecutor(
                 agent,
                 tools=frozenset(offered[agent.name]),
-                required=REQUIRED[agent.name],
-                handoff=HANDOFFS[agent.name],
+                required=SPECS[agent.name].required,
+                handoff=SPECS[agent.name].handoff,
                 # Weather and Planner start on the previous agent's reply; several chat templates
                 # answer an assistant-final conversation with nothing, so "please continue." is added.
                 ensure_trailing_user_turn=True,
@@ -384,7 +382,7 @@ class TravelPlanner:
             if event.type == "executor_invoked":
                 by_name[agent] = AgentRecord(name=agent, started_s=now)
                 record.agents.append(by_name[agent])
-                on_event(AgentStarted(agent, TITLES[agent]))
+                on_event(AgentStarted(agent, SPECS[agent].title))
             elif event.type in ("intermediate", "output") and isinstance(event.data, AgentResponseUpdate):
                 current = by_name[agent]
                 for content in event.data.contents:

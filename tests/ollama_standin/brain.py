@@ -524,7 +524,7 @@ def _facts(result: Any) -> str:
 # Agent Framework appends this user turn when a conversation ends on an assistant message
 # (SequentialBuilder(ensure_trailing_user_turn=True)); it is not a request from the traveller.
 CONTINUATION = "please continue."
-# What the orchestrator sends after tool results (orchestrator.guarded.AFTER_TOOLS): not a request.
+# What the orchestrator sends after tool results (orchestrator.context_budget.AFTER_TOOLS): not a request.
 # How the orchestrator hands an agent its turn (orchestrator.context_budget.HANDOFF_HEAD): the
 # earlier agents' answers, not a request.
 HANDOFF_HEAD = "Your turn in the travel team"
