@@ -33,9 +33,12 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 # The history volume mounts at ~/.local/state: the folder must exist and be the user's, or Docker
 # creates it root-owned and the terminal silently keeps history in memory only.
+# /secrets likewise: the secrets job (this image) writes the stack's token and key there, into a
+# volume that takes this folder's owner and mode (0750) when it is first mounted.
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
- && mkdir -p /home/app/.local/state \
- && chown -R 10001:10001 /home/app/.local
+ && mkdir -p /home/app/.local/state /secrets \
+ && chown -R 10001:10001 /home/app/.local /secrets \
+ && chmod 0750 /secrets
 USER 10001:10001
 WORKDIR /app
 # A terminal program, not a server: no healthcheck. It exits on Ctrl-D, /quit and SIGTERM.

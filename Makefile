@@ -5,22 +5,27 @@ SHELL := /bin/bash
 COMPOSE ?= docker compose
 PROMPT ?= 3 days in Lisbon in May
 
-.PHONY: help secrets build up-cpu up-gpu seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
+.PHONY: help dashboard build up-cpu up-gpu reach seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
 
 help: ## list the targets
 	@grep -E "^[a-z-]+:.*## " $(MAKEFILE_LIST) | sed -E "s/:.*## /\t/" | column -t -s "$$(printf "\\t")"
 
-secrets: ## fill empty DASHBOARD_TOKEN and OTLP_API_KEY in .env with random values (idempotent)
-	@scripts/init-secrets.sh .env
+dashboard: ## print the dashboard's login address (the token is made on the first start, kept in a volume)
+	@$(COMPOSE) run --rm --no-deps secrets | sed -n "s/^dashboard login: //p"
 
 build: ## (re)build the project images after a code change (WHEELS=offline: from ./wheels, no network)
 	$(COMPOSE) build
 
-up-cpu: secrets seed ## start the stack for CPU inference; example: make up-cpu
+up-cpu: seed ## start the stack for CPU inference; example: make up-cpu
 	$(COMPOSE) --profile cpu up -d --wait
+	@$(MAKE) --no-print-directory reach
 
-up-gpu: secrets seed ## start the stack on NVIDIA GPUs (set OLLAMA_MODEL for GPU in .env); example: make up-gpu
+up-gpu: seed ## start the stack on NVIDIA GPUs (set OLLAMA_MODEL for GPU in .env); example: make up-gpu
 	$(COMPOSE) --profile gpu up -d --wait
+	@$(MAKE) --no-print-directory reach
+
+reach: ## say how to reach the planner's terminal and the dashboard
+	@echo "planner: make chat (or docker compose attach orchestrator, then Enter); dashboard login: make dashboard"
 
 seed: ## put the configured models into the volume, showing the download's progress
 	$(COMPOSE) run --rm ollama-seed
@@ -29,7 +34,7 @@ ollama: ## run the ollama CLI in whichever Ollama variant runs; example: make ol
 	$(COMPOSE) --profile cpu --profile gpu exec $$($(COMPOSE) --profile cpu --profile gpu ps --services | grep -xE "ollama(-gpu)?" | head -1) ollama $(ARGS)
 
 chat: ## talk to the planner in this terminal; example: make chat
-	$(COMPOSE) run --rm orchestrator
+	$(COMPOSE) run --rm orchestrator --no-standby
 
 plan: ## plan once and print JSON; example: make plan PROMPT="4 days in Kyoto in April"
 	$(COMPOSE) run --rm -T orchestrator --prompt "$(PROMPT)" --json

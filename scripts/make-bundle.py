@@ -147,7 +147,7 @@ def offline_kit(out: Path, env_file: Path) -> None:
     """What the offline machine needs before it has the source: the loader, and the settings.
 
     offline.env is this machine's .env with OFFLINE=1 and WHEELS=offline, and the two secrets
-    emptied (`make secrets` fills new ones there): the same images and models as the bundle.
+    emptied (the site's first start makes its own): the same images and models as the bundle.
     """
     for name in ("load-bundle.py", "bundle_format.py"):
         shutil.copy2(ROOT / "scripts" / name, out / name)

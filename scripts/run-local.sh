@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Usage: scripts/run-local.sh [main.py arguments, e.g. --prompt "3 days in Lisbon in May"]
 # Runs the tool server and the planner as plain processes (no containers) against an Ollama
-# on this machine: OLLAMA_HOST (default http://127.0.0.1:11434), OLLAMA_MODEL (default qwen2.5:7b).
+# on this machine: OLLAMA_HOST (default http://127.0.0.1:11434), OLLAMA_MODEL (default: .env's, phi4-mini).
+# Telemetry is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set in the environment: .env's address
+# (http://aspire-dashboard:18889) is the compose network's, which plain processes cannot reach.
+# `scripts/run-local.sh doctor` checks Ollama, the tool server and a generation this way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]; then
+  echo "note: telemetry is off (set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4317, to export it)" >&2
+fi
+# Loopback addresses for everything; an empty endpoint overrides .env's compose-only one.
 OLLAMA_HOST="${OLLAMA_HOST:-http://127.0.0.1:11434}" \
 MCP_SERVER_URL="http://127.0.0.1:$port/mcp" \
+OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-}" \
   uv run --locked python main.py "$@"

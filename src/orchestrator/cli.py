@@ -22,7 +22,7 @@ EPILOG = """operator commands (each has --help):
 
 environment (also read from .env):
   OLLAMA_HOST          Ollama URL (default http://ollama:11434)
-  OLLAMA_MODEL         model name (OLLAMA_MODEL_ID also accepted; default qwen2.5:7b)
+  OLLAMA_MODEL         model name (OLLAMA_MODEL_ID also accepted; default phi4-mini)
   MCP_SERVER_URL       tool server (default http://mcp-server:8090/mcp)
   see docs/configuration.md for every setting
 
@@ -49,10 +49,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="with --prompt: print one JSON document")
     parser.add_argument("-m", "--model", help="Ollama model to use (overrides OLLAMA_MODEL)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument(
+        "--standby",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="print how to reach this terminal, then wait for Enter before starting the session "
+        "(what `docker compose up` runs: nobody is at its terminal until `docker compose attach`)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     if args.json and not args.prompt:
         parser.error("--json needs --prompt")
+    if args.standby and args.prompt:
+        parser.error("--standby is for the interactive session, not with --prompt")
     if args.prompt is not None and not args.prompt.strip():
         parser.error("--prompt is empty")
     return args
@@ -90,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return ExitCode.USAGE
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     from .telemetry import configure
 
     stop_telemetry = configure(settings)
@@ -99,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.prompt:
             return asyncio.run(one_shot(settings, args.prompt, as_json=args.json))
+        if args.standby and not standby(settings):
+            return ExitCode.OK
         return asyncio.run(interactive(settings))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -109,6 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.TURN_FAILED
     finally:
         stop_telemetry()  # flush what is buffered, within the exporters' timeout
+
+
+def standby(settings) -> bool:
+    """Under `docker compose up` the terminal is there but nobody is at it: say once how to reach it
+    and wait for Enter, instead of drawing a prompt into the logs. False when stdin closes first."""
+    login = f"; dashboard: {settings.dashboard_url}" if settings.dashboard_url else ""
+    print(
+        "planner ready: `docker compose attach orchestrator` and press Enter "
+        f"(`make chat` opens a session of your own){login}",
+        flush=True,
+    )
+    try:
+        return bool(sys.stdin.readline())
+    except (OSError, ValueError):  # no stdin at all
+        return False
 
 
 async def one_shot(settings, prompt: str, *, as_json: bool) -> int:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _ANY_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s@]*@")
@@ -91,7 +92,7 @@ class Settings(BaseSettings):
     # --- Ollama ---------------------------------------------------------------------------------
     ollama_host: str = Field("http://ollama:11434", validation_alias="OLLAMA_HOST")
     ollama_model: str = Field(
-        "qwen2.5:7b",
+        "phi4-mini",  # .env's: the CPU default (docs/configuration.md)
         # OLLAMA_MODEL_ID is the name the original plan used; both work.
         validation_alias=AliasChoices("OLLAMA_MODEL", "OLLAMA_MODEL_ID"),
         min_length=1,
@@ -130,6 +131,12 @@ class Settings(BaseSettings):
     otel_exporter_otlp_headers: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_HEADERS")
     otel_service_name: str = Field("orchestrator", validation_alias="OTEL_SERVICE_NAME")
     dashboard_url: str | None = Field(None, validation_alias="DASHBOARD_URL")
+    # Compose and Kubernetes keep the two secrets in files (the secrets volume, a Secret), not in
+    # the environment: the key becomes OTEL_EXPORTER_OTLP_HEADERS, the token DASHBOARD_URL's login.
+    otlp_api_key_file: Path | None = Field(None, validation_alias="OTLP_API_KEY_FILE")
+    dashboard_token_file: Path | None = Field(None, validation_alias="DASHBOARD_TOKEN_FILE")
+    # What could not be read from those files: said once at start; everything else still works.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("ollama_host", "mcp_server_url", mode="after")
     @classmethod
@@ -182,6 +189,27 @@ class Settings(BaseSettings):
             raise ValueError("set OLLAMA_API_KEY or an Authorization header in OLLAMA_HEADERS, not both")
         return self
 
+    @model_validator(mode="after")
+    def _secret_files(self) -> Settings:
+        if self.otlp_api_key_file and not self.otel_exporter_otlp_headers and self.otel_exporter_otlp_endpoint:
+            key, problem = read_secret_file(self.otlp_api_key_file, "OTLP_API_KEY_FILE")
+            if key:
+                self.otel_exporter_otlp_headers = f"x-otlp-api-key={key}"
+            else:
+                self.otel_exporter_otlp_endpoint = None
+                self._warnings.append(f"telemetry export is off: {problem}")
+        if self.dashboard_token_file and self.dashboard_url and "t=" not in self.dashboard_url:
+            token, problem = read_secret_file(self.dashboard_token_file, "DASHBOARD_TOKEN_FILE")
+            if token:
+                self.dashboard_url = f"{self.dashboard_url.rstrip('/')}/login?t={token}"
+            else:
+                self._warnings.append(f"the dashboard's login address is shown without its token: {problem}")
+        return self
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
+
     @property
     def ollama_shown(self) -> str:
         """OLLAMA_HOST as messages show it, without any user:password."""
@@ -209,6 +237,24 @@ class Settings(BaseSettings):
             keep = self.keep_alive
             options["keep_alive"] = int(keep) if keep.lstrip("-").isdigit() else keep
         return options
+
+
+def read_secret_file(path: Path, variable: str) -> tuple[str | None, str | None]:
+    """(value, None), or (None, one line naming the cause and the fix)."""
+    fix = "start the stack with `docker compose up` (its `secrets` job makes the file) or unset " + variable
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None, f"{variable} {path} does not exist; {fix}"
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        return None, (
+            f"{variable} {path} cannot be read ({reason}); rerun the job with `docker compose run --rm secrets`, "
+            "or remove the volume offline-agents_secrets and start again"
+        )
+    if not value or any(c.isspace() or c == "," or not c.isprintable() for c in value):
+        return None, f"{variable} {path} holds no usable value; rerun the job with `docker compose run --rm secrets`"
+    return value, None
 
 
 SECRET_VARIABLES = {"OLLAMA_API_KEY", "OLLAMA_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"}

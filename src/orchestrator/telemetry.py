@@ -9,6 +9,7 @@ Prompt and completion text stay out of telemetry unless ENABLE_SENSITIVE_DATA=tr
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -73,6 +74,8 @@ def configure(settings: Settings) -> Callable[[], None]:
     """Turn export on if an endpoint is configured; returns the function that flushes and stops it."""
     if not settings.otel_exporter_otlp_endpoint:
         return lambda: None
+    if settings.otel_exporter_otlp_headers:  # e.g. the key read from OTLP_API_KEY_FILE
+        os.environ.setdefault("OTEL_EXPORTER_OTLP_HEADERS", settings.otel_exporter_otlp_headers)
     from agent_framework.observability import configure_otel_providers
 
     # Export failures go to one stderr line, never into the log pipeline (that would loop).

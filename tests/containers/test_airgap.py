@@ -96,7 +96,6 @@ def test_an_offline_machine_loads_the_bundle_and_plans(bundle, tmp_path):
     subprocess.run(["tar", "-C", str(site), "-xf", str(out / "source" / "offline-agents.tar")], check=True)
     shutil.copy2(out / "offline.env", site / ".env")
     assert "OFFLINE=1" in (site / ".env").read_text() and "WHEELS=offline" in (site / ".env").read_text()
-    subprocess.run(["bash", "scripts/init-secrets.sh", ".env"], cwd=site, check=True, capture_output=True)
     stack = make_stack(site / ".env", files=["docker-compose.yml"], profiles=["cpu"], context=site)
     volume = f"{stack.project}_ollama-models"
 

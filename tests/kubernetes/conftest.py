@@ -17,7 +17,7 @@ from kubernetes.manifests import VARIANTS, KustomizeUnavailable, kustomize_build
 @dataclass
 class Rendered:
     tree: Path  # the copy of deploy/kubernetes that was rendered
-    secrets: dict[str, str]  # what scripts/init-secrets.sh put into base/secrets.env
+    secrets: dict[str, str]  # file name -> value: what `main.py secrets` put into base/secrets/
     docs: dict[str, list[dict]]  # variant -> the objects kustomize printed
 
 

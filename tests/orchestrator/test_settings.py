@@ -19,7 +19,7 @@ def test_defaults_are_the_compose_service_names():
     settings = load_settings()
     assert settings.ollama_host == "http://ollama:11434"
     assert settings.mcp_server_url == "http://mcp-server:8090/mcp"
-    assert settings.ollama_model == "qwen2.5:7b"
+    assert settings.ollama_model == "phi4-mini"  # the same default as .env, the README and --help
 
 
 def test_one_context_size_for_every_request():

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastmcp.server.middleware import Middleware, MiddlewareContext
@@ -218,6 +219,12 @@ def configure(sensitive: bool = False) -> Callable[[], None]:
     _sensitive = sensitive
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return lambda: None
+    if not os.environ.get("OTEL_EXPORTER_OTLP_HEADERS") and os.environ.get("OTLP_API_KEY_FILE"):
+        key, problem = _key_from_file(os.environ["OTLP_API_KEY_FILE"])
+        if not key:  # the tools still answer; only their telemetry is lost
+            print(f"warning: telemetry export is off: {problem}", file=sys.stderr, flush=True)
+            return lambda: None
+        os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = f"x-otlp-api-key={key}"
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -256,6 +263,24 @@ def configure(sensitive: bool = False) -> Callable[[], None]:
             stop.join(max(0.0, deadline - time.monotonic()))
 
     return shutdown
+
+
+def _key_from_file(path: str) -> tuple[str | None, str | None]:
+    """The OTLP key compose and Kubernetes keep in a file (the secrets volume, a Secret)."""
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        return None, (
+            f"OTLP_API_KEY_FILE {path} cannot be read ({reason}); rerun the job with `docker compose run --rm "
+            "secrets`, or remove the volume offline-agents_secrets and start again"
+        )
+    if not key or any(c.isspace() or c == "," or not c.isprintable() for c in key):
+        return (
+            None,
+            f"OTLP_API_KEY_FILE {path} holds no usable key; rerun the job with `docker compose run --rm secrets`",
+        )
+    return key, None
 
 
 def _exporters() -> tuple[Any, Any, Any]:

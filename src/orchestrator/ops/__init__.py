@@ -11,6 +11,7 @@ COMMANDS = {
     "doctor": "check every service, the models and a short generation; PASS / WARN / FAIL with the fix",
     "fitness": "drive each MCP tool through a model and print a model-by-tool matrix",
     "benchmark": "latency, first token and tokens/s by prompt size and concurrency; JSON report and PNG chart",
+    "secrets": "make the dashboard token and the OTLP key once and keep them in a directory (the compose job)",
 }
 
 

@@ -20,10 +20,13 @@ from ..settings import Settings, SettingsError, load_settings, mask_credentials_
 def settings_or_exit(**overrides: Any) -> Settings:
     """The settings, or one line naming the bad one and exit 2."""
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(ExitCode.USAGE) from None
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return settings
 
 
 def quiet_logging(verbose: bool) -> None:

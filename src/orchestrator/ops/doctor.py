@@ -274,8 +274,9 @@ class Doctor:
             c.status, c.detail = "PASS", f"{endpoint} ({protocol}) accepts our OTLP key{ui}"
         elif outcome == "unauthenticated":
             c.status, c.detail = "FAIL", f"{endpoint} refused the OTLP API key"
-            c.fix = ("OTEL_EXPORTER_OTLP_HEADERS must carry the dashboard's key (x-otlp-api-key=OTLP_API_KEY "
-                     "from .env); after `make secrets`, restart both")  # fmt: skip
+            c.fix = ("the services must send the dashboard's key: OTLP_API_KEY_FILE (compose: /secrets/otlp-api-key) "
+                     "or OTEL_EXPORTER_OTLP_HEADERS=x-otlp-api-key=KEY; after changing OTLP_API_KEY, "
+                     "restart both")  # fmt: skip
         else:
             c.status, c.detail = "FAIL", f"cannot reach {endpoint} ({outcome})"
             c.fix = "start the dashboard (docker compose up -d aspire-dashboard) or fix OTEL_EXPORTER_OTLP_ENDPOINT"
