@@ -5,59 +5,62 @@ SHELL := /bin/bash
 COMPOSE ?= docker compose
 PROMPT ?= 3 days in Lisbon in May
 
-.PHONY: help dashboard build up-cpu up-gpu reach seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
+.PHONY: compose-check help dashboard build up-cpu up-gpu reach seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
+
+compose-check: ## check that Docker Compose v2.24+ is there (every compose target runs it first)
+	@scripts/check-compose.sh
 
 help: ## list the targets
 	@grep -E "^[a-z-]+:.*## " $(MAKEFILE_LIST) | sed -E "s/:.*## /\t/" | column -t -s "$$(printf "\\t")"
 
-dashboard: ## print the dashboard's login address (the token is made on the first start, kept in a volume)
+dashboard: compose-check ## print the dashboard's login address (the token is made on the first start, kept in a volume)
 	@$(COMPOSE) run --rm --no-deps secrets | sed -n "s/^dashboard login: //p"
 
-build: ## (re)build the project images after a code change (WHEELS=offline: from ./wheels, no network)
+build: compose-check ## (re)build the project images after a code change (WHEELS=offline: from ./wheels, no network)
 	$(COMPOSE) build
 
-up-cpu: seed ## start the stack for CPU inference; example: make up-cpu
+up-cpu: compose-check seed ## start the stack for CPU inference; example: make up-cpu
 	$(COMPOSE) --profile cpu up -d --wait
 	@$(MAKE) --no-print-directory reach
 
-up-gpu: seed ## start the stack on NVIDIA GPUs (set OLLAMA_MODEL for GPU in .env); example: make up-gpu
+up-gpu: compose-check seed ## start the stack on NVIDIA GPUs (set OLLAMA_MODEL for GPU in .env); example: make up-gpu
 	$(COMPOSE) --profile gpu up -d --wait
 	@$(MAKE) --no-print-directory reach
 
 reach: ## say how to reach the planner's terminal and the dashboard
 	@echo "planner: make chat (or docker compose attach orchestrator, then Enter); dashboard login: make dashboard"
 
-seed: ## put the configured models into the volume, showing the download's progress
+seed: compose-check ## put the configured models into the volume, showing the download's progress
 	$(COMPOSE) run --rm ollama-seed
 
-ollama: ## run the ollama CLI in whichever Ollama variant runs; example: make ollama ARGS=ps
+ollama: compose-check ## run the ollama CLI in whichever Ollama variant runs; example: make ollama ARGS=ps
 	$(COMPOSE) --profile cpu --profile gpu exec $$($(COMPOSE) --profile cpu --profile gpu ps --services | grep -xE "ollama(-gpu)?" | head -1) ollama $(ARGS)
 
-chat: ## talk to the planner in this terminal; example: make chat
+chat: compose-check ## talk to the planner in this terminal; example: make chat
 	$(COMPOSE) run --rm orchestrator --no-standby
 
-plan: ## plan once and print JSON; example: make plan PROMPT="4 days in Kyoto in April"
-	$(COMPOSE) run --rm -T orchestrator --prompt "$(PROMPT)" --json
+plan: compose-check ## plan once and print JSON; example: make plan PROMPT="4 days in Kyoto in April"
+	@$(COMPOSE) run --rm -T orchestrator --prompt "$(PROMPT)" --json
 
-doctor: ## check every service, the model, a generation and a tool call; example: make doctor ARGS=--expect-gpu
+doctor: compose-check ## check every service, the model, a generation and a tool call; example: make doctor ARGS=--expect-gpu
 	$(COMPOSE) run --rm -T orchestrator doctor $(ARGS)
 
-fitness: ## which installed model can drive the tools (model-by-tool matrix); example: make fitness ARGS=--all
+fitness: compose-check ## which installed model can drive the tools (model-by-tool matrix); example: make fitness ARGS=--all
 	$(COMPOSE) run --rm -T orchestrator fitness $(ARGS)
 
-logs: ## follow every service's logs; example: make logs
+logs: compose-check ## follow every service's logs; example: make logs
 	$(COMPOSE) --profile cpu --profile gpu logs -f --tail 100
 
-ps: ## show the services and their health
+ps: compose-check ## show the services and their health
 	$(COMPOSE) --profile cpu --profile gpu ps
 
-down: ## stop and remove the containers; models stay in their volume
+down: compose-check ## stop and remove the containers; models stay in their volume
 	$(COMPOSE) --profile cpu --profile gpu down
 
 test: ## run every test, the container tier included; example: make test
 	scripts/test.sh
 
-benchmark: ## latency and tokens/s by prompt size and concurrency, direct and through the pipeline; report in ./benchmark-results
+benchmark: compose-check ## latency and tokens/s by prompt size and concurrency, direct and through the pipeline; report in ./benchmark-results
 	mkdir -p benchmark-results
 	$(COMPOSE) run --rm -T --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/benchmark-results:/out" orchestrator benchmark --output /out $(ARGS)
 	@# One plan on a real small model, where the real-model tier is prepared (scripts/real-model.sh):

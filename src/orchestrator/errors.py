@@ -8,6 +8,7 @@ could not parse), and the line still names the status when the text changes.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -31,6 +32,8 @@ class ExitCode(IntEnum):
 
 
 # Models known to call tools reliably; named when the configured one cannot.
+# Ollama's address inside the compose stack and the Kubernetes namespace.
+COMPOSE_OLLAMA = "http://ollama:11434"
 TOOL_MODELS = ("qwen2.5:7b", "qwen2.5:3b", "llama3.2:3b", "phi4-mini", "mistral-nemo")
 
 
@@ -125,8 +128,12 @@ def from_ollama_status(status: int, detail: str, *, host: str, model: str, offli
             ExitCode.MODEL_UNAVAILABLE,
         )
     if status == 404:
+        # In compose (and Kubernetes) Ollama sits on a network with no route out: only the seeding
+        # job can pull, and `ollama pull` typed in the orchestrator's container cannot work.
+        pull = (f"docker compose run --rm -e OLLAMA_EXTRA_MODELS={shlex.quote(model)} ollama-seed (on the host)"
+                if host.rstrip("/") == COMPOSE_OLLAMA else f"ollama pull {shlex.quote(model)}")  # fmt: skip
         return UserError(
-            f"model {model} is not available on {host}; pull it with: ollama pull {model}",
+            f"model {model} is not available on {host}; pull it with: {pull}",
             ExitCode.MODEL_UNAVAILABLE,
         )
     if status == 400 and "tool" in detail.lower():

@@ -224,3 +224,27 @@ def test_each_image_requirement_has_one_version():
         names = [line.split("==")[0] for line in requirements.read_text().splitlines() if "==" in line]
         twice = sorted({name for name in names if names.count(name) > 1})
         assert not twice, f"{requirements.name} pins {twice} at several versions; keep fork-strategy = 'fewest'"
+
+
+@pytest.mark.parametrize(
+    ("compose_version", "expected"),
+    [
+        ("v2.40.3", None),
+        ("2.24.0", None),
+        ("2.20.2", "Docker Compose 2.24 or newer is needed; found 2.20.2; install the Compose plugin"),
+        (None, "`docker compose` is not available here; install the Compose plugin"),
+    ],
+)
+def test_make_names_a_missing_or_old_compose_in_one_line(tmp_path, compose_version, expected):
+    """What `make up-cpu` says first where Docker has no Compose v2 plugin (instead of docker's own
+    "unknown flag: --rm"), from a stand-in `docker` that answers `compose version --short`."""
+    fake = tmp_path / "docker"
+    answer = f'echo "{compose_version}"' if compose_version else 'echo "unknown flag: --short" >&2; exit 1'
+    fake.write_text(f'#!/bin/sh\nif [ "$1 $2" = "compose version" ]; then {answer}; fi\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["bash", "scripts/check-compose.sh"], capture_output=True, text=True, cwd=ROOT,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})  # fmt: skip
+    if expected is None:
+        assert done.returncode == 0 and done.stderr == ""
+    else:
+        assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1

@@ -12,8 +12,8 @@ from orchestrator.errors import ExitCode, UserError, explain
 HOST, MODEL, MCP = "http://ollama:11434", "qwen2.5:7b", "http://mcp-server:8090/mcp"
 
 
-def explained(error: BaseException) -> UserError:
-    return explain(error, host=HOST, model=MODEL, mcp_url=MCP)
+def explained(error: BaseException, host: str = HOST) -> UserError:
+    return explain(error, host=host, model=MODEL, mcp_url=MCP)
 
 
 def wrapped(inner: BaseException) -> BaseException:
@@ -31,7 +31,13 @@ def wrapped(inner: BaseException) -> BaseException:
 def test_model_not_pulled_names_the_pull_command(wrap):
     error = explained(wrap(ollama.ResponseError("model 'qwen2.5:7b' not found", 404)))
     assert error.code == ExitCode.MODEL_UNAVAILABLE
-    assert error.message == f"model {MODEL} is not available on {HOST}; pull it with: ollama pull {MODEL}"
+    # HOST is the compose service: the seeding job is what can pull there, run from the host
+    seed = f"docker compose run --rm -e OLLAMA_EXTRA_MODELS={MODEL} ollama-seed (on the host)"
+    assert error.message == f"model {MODEL} is not available on {HOST}; pull it with: {seed}"
+    elsewhere = explained(
+        wrap(ollama.ResponseError("model 'qwen2.5:7b' not found", 404)), host="http://127.0.0.1:11434"
+    )
+    assert elsewhere.message.endswith(f"pull it with: ollama pull {MODEL}")
 
 
 def test_model_without_tools_names_models_that_have_them():
