@@ -62,7 +62,7 @@ test: ## run every test, the container tier included; example: make test
 
 benchmark: compose-check ## latency and tokens/s by prompt size and concurrency, direct and through the pipeline; report in ./benchmark-results
 	mkdir -p benchmark-results
-	$(COMPOSE) run --rm -T --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/benchmark-results:/out" orchestrator benchmark --output /out $(ARGS)
+	$(COMPOSE) run --rm -T --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/benchmark-results:/out" orchestrator benchmark --output /out --shown-dir benchmark-results $(ARGS)
 	@# One plan on a real small model, where the real-model tier is prepared (scripts/real-model.sh):
 	@# the 1.5B model when it is there (it plans), else the 0.5B.
 	@models="$${OFFLINE_AGENTS_CACHE:-$$HOME/.cache/offline-agents}/models"; \

@@ -15,6 +15,9 @@ Three measurements, each against its target:
      real-model tier is prepared (scripts/real-model.sh): wall time, tokens/s, tool calls, whether
      the plan was made and its figures grounded. No target: it is what a user of a laptop-sized
      model waits. `--real-model-only` runs just this one.
+  6. image size: the orchestrator's image over its Python base, both as .env names them, when
+     Docker has them (`make build`). Target: at most 150 MB (the benchmark's charts are drawn on
+     the host, so no plotting library is in it). `--image-size-only` runs just this one.
 
 Everything runs on this machine: the stand-in and the tool server as real processes on loopback.
 """
@@ -26,6 +29,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,6 +202,42 @@ def print_real_model(real: dict | None) -> None:
     print(f"{'  outcome':<34}{outcome}; figures grounded {real['grounded']}, ungrounded {real['ungrounded']}")
 
 
+IMAGE_TARGET_MB = 150
+
+
+def measure_image_size(env_file: Path = ROOT / ".env") -> dict | None:
+    """The orchestrator image's size over its base, from `docker image inspect`; None without them."""
+    settings = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
+    sizes = {}
+    for variable in ("ORCHESTRATOR_IMAGE", "PYTHON_IMAGE"):
+        name = os.environ.get(variable) or settings.get(variable, "").strip()
+        try:
+            done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name],
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode != 0 or not done.stdout.strip().isdigit():
+            return None
+        sizes[variable] = (name, int(done.stdout.strip()) / 1e6)
+    (image, image_mb), (base, base_mb) = sizes["ORCHESTRATOR_IMAGE"], sizes["PYTHON_IMAGE"]
+    return {"image": image, "image_mb": round(image_mb, 1), "base": base, "base_mb": round(base_mb, 1),
+            "over_base_mb": round(image_mb - base_mb, 1), "target_mb": IMAGE_TARGET_MB}  # fmt: skip
+
+
+def print_image_size(size: dict | None) -> None:
+    if size is None:
+        print(f"{'orchestrator image over its base':<34}{'not measured':>22}   (no Docker, or `make build` first)")
+        return
+    verdict = "PASS" if size["over_base_mb"] <= IMAGE_TARGET_MB else "MISS"
+    sizes = f"{size['image']} {size['image_mb']:.1f} MB, {size['base']} {size['base_mb']:.1f} MB"
+    print(
+        f"{'orchestrator image over its base':<34}{size['over_base_mb']:>19.1f} MB   <= {IMAGE_TARGET_MB} MB  "
+        f"{verdict}  ({sizes})"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="plans per measurement (default 5)")
@@ -205,7 +245,16 @@ def main() -> int:
     parser.add_argument("--pad-words", type=int, default=20000, help="extra words per reply in the throughput run")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--real-model-only", action="store_true", help="only the real-model plan (measurement 5)")
+    parser.add_argument("--image-size-only", action="store_true", help="only the image size (measurement 6)")
     args = parser.parse_args()
+
+    if args.image_size_only:
+        size = measure_image_size()
+        if args.json:
+            print(json.dumps({"image_size": size}, indent=2))
+        else:
+            print_image_size(size)
+        return 0
 
     if args.real_model_only:
         with tempfile.TemporaryDirectory() as name, mcp_server(Path(name)) as tools:
@@ -231,8 +280,9 @@ def main() -> int:
             print("planning once on the real model, if prepared (minutes on a CPU)...", file=sys.stderr)
             real = measure_real_model(tools)
 
+    size = measure_image_size()
     report = {"overhead": overhead, "throughput": throughput, "startup": startup, "telemetry": telemetry,
-              "real_model": real}  # fmt: skip
+              "real_model": real, "image_size": size}  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -263,6 +313,7 @@ def main() -> int:
         f"{telemetry['on_s_median']:.2f} s on)"
     )
     print_real_model(real)
+    print_image_size(size)
     return 0
 
 

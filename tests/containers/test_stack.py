@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import httpx
@@ -75,17 +76,25 @@ def test_doctor_in_the_orchestrator_image_finds_the_stack_healthy(stack):
 
 
 def test_benchmark_from_the_orchestrator_image_writes_its_report(stack, tmp_path):
-    """The image's read-only root: the report goes to a mounted directory, the chart needs no display."""
+    """The image's read-only root: the report goes to a mounted directory (named as the host calls
+    it), and the chart is drawn on the host: the image carries no plotting library."""
     tmp_path.chmod(0o777)
     done = stack.run(
         "run", "--rm", "-T", "--user", f"{os.getuid()}:{os.getgid()}", "-v", f"{tmp_path}:/out", "orchestrator",
-        "benchmark", "--sizes", "short", "--concurrency", "1,2", "--requests", "2", "--output", "/out", check=False,
+        "benchmark", "--sizes", "short", "--concurrency", "1,2", "--requests", "2", "--output", "/out",
+        "--shown-dir", str(tmp_path), check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     (report_file,) = tmp_path.glob("benchmark-phi4-mini-*.json")
     report = json.loads(report_file.read_text())
     assert {row["mode"] for row in report["results"]} == {"direct", "pipeline"}
     assert all(row["errors"] == 0 for row in report["results"])
+    assert f"report: {report_file}" in done.stdout + done.stderr and "/out/" not in done.stdout + done.stderr
+    assert f"benchmark chart {report_file}" in done.stderr  # where to draw it
+    assert not report_file.with_suffix(".png").exists()
+    drawn = subprocess.run([sys.executable, "main.py", "benchmark", "chart", str(report_file)], cwd=ROOT,
+                           capture_output=True, text=True)  # fmt: skip
+    assert drawn.returncode == 0, drawn.stderr
     assert report_file.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -284,3 +293,15 @@ def test_the_planner_up_started_is_reached_with_attach_and_enter(stack):
     assert "model phi4-mini" in child.before
     child.sendline("/quit")
     child.expect(pexpect.EOF)
+
+
+def test_the_orchestrator_image_carries_no_plotting_library(container_host, stack):
+    """About 160 MB of matplotlib and numpy stayed out: the charts are drawn on the host."""
+    over = (
+        container_host.sizes_mb[container_host.env["ORCHESTRATOR_IMAGE"]]
+        - container_host.sizes_mb["base " + container_host.env["PYTHON_IMAGE"]]
+    )
+    assert over <= 150, f"{over:.0f} MB over the base (scripts/benchmark.py --image-size-only reports it)"
+    probe = stack.run("run", "--rm", "-T", "--no-deps", "--entrypoint", "python", "orchestrator", "-c",
+                      "import importlib.util as u; print(u.find_spec('matplotlib'), u.find_spec('numpy'))")  # fmt: skip
+    assert probe.stdout.split() == ["None", "None"], probe.stdout + probe.stderr

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,24 @@ def test_a_long_level_shows_progress(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "... direct long concurrency 1: 1/4 done" in err and "1 failed" in err
     assert err.rstrip().splitlines()[-1].startswith("direct   long       1   3/4")  # then the row
+
+
+def test_without_matplotlib_the_report_is_written_and_the_host_draws_the_chart(tmp_path, capsys, monkeypatch):
+    """The orchestrator's image carries no plotting library (the `charts` extra): the JSON report
+    is still written, one note says where to draw it, and `benchmark chart` draws it there."""
+    report = report_of(direct_level(1, [0.5] * 4, wall=2.0))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    json_path, png_path = benchmark._write(report, tmp_path, "qwen2.5:7b", datetime.now(UTC), Path("results"))
+    assert png_path is None and json.loads(json_path.read_text())["results"]
+    (note,) = capsys.readouterr().err.splitlines()
+    draw = f"uv run --extra charts python main.py benchmark chart results/{json_path.name}"
+    assert (
+        note
+        == f"note: no chart: matplotlib is not installed here (the optional `charts` extra); on a host with it: {draw}"
+    )
+    assert benchmark.main(["chart", str(json_path)]) == 2
+    assert "matplotlib is not installed here" in capsys.readouterr().err
+    monkeypatch.undo()  # the module as it was (a fresh import would clash with its loaded submodules)
+    assert benchmark.main(["chart", str(json_path)]) == 0
+    assert json_path.with_suffix(".png").read_bytes().startswith(PNG_MAGIC)
+    assert benchmark.main(["chart", str(tmp_path / "missing.json")]) == 2

@@ -170,7 +170,8 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="main.py benchmark",
-        usage="%(prog)s [options]\n       %(prog)s compare A.json B.json [--chart FILE.png] [--json]",
+        usage="%(prog)s [options]\n       %(prog)s compare A.json B.json [--chart FILE.png] [--json]\n"
+        "       %(prog)s chart REPORT.json [-o FILE.png]",
         description=__doc__.split("\n\n")[1],
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -188,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-m", "--model", help="Ollama model (default OLLAMA_MODEL)")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmark-results"), metavar="DIR",
                         help="directory for the JSON report and PNG chart (default ./benchmark-results)")  # fmt: skip
+    parser.add_argument("--shown-dir", type=Path, metavar="DIR",
+                        help="what --output is called where the user looks (make benchmark: the host's "
+                        "./benchmark-results, mounted into the container)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as JSON to stdout (table to stderr)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     return parser
@@ -582,15 +586,26 @@ def _check_writable(directory: Path) -> None:
         pass
 
 
-def _write(report: dict[str, Any], directory: Path, model: str, started: datetime) -> tuple[Path, Path | None]:
+def shown_as(path: Path, shown_dir: Path | None) -> Path:
+    """PATH as the user sees it: under --shown-dir when the output directory is a container's mount."""
+    return shown_dir / path.name if shown_dir else path
+
+
+def _write(
+    report: dict[str, Any], directory: Path, model: str, started: datetime, shown_dir: Path | None = None
+) -> tuple[Path, Path | None]:
     stem = f"benchmark-{re.sub(r'[^A-Za-z0-9._-]+', '-', model)}-{started.strftime('%Y%m%dT%H%M%SZ')}"
     json_path = directory / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     png_path: Path | None = directory / f"{stem}.png"
-    try:
-        from .chart import write_chart
+    from .chart import HOW_TO_DRAW, ChartUnavailable, write_chart
 
+    try:
         write_chart(report, png_path)  # type: ignore[arg-type]
+    except ChartUnavailable as reason:  # the image: the host draws it
+        shown = shown_as(json_path, shown_dir)
+        print(f"note: no chart: {reason}; on a host with it: {HOW_TO_DRAW.format(report=shown)}", file=sys.stderr)
+        png_path = None
     except Exception as error:  # the figures are in the JSON; a chart that fails is not worth losing them
         logger.debug("chart failed", exc_info=True)
         print(f"warning: no chart: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
@@ -604,6 +619,8 @@ def _write(report: dict[str, Any], directory: Path, model: str, started: datetim
 def main(argv: list[str]) -> int:
     if argv[:1] == ["compare"]:
         return compare_main(argv[1:])
+    if argv[:1] == ["chart"]:
+        return chart_main(argv[1:])
     args = build_parser().parse_args(argv)
     quiet_logging(args.verbose)
     settings = settings_or_exit(ollama_model=args.model)
@@ -641,7 +658,8 @@ def main(argv: list[str]) -> int:
     if not bench.levels:
         return code
     report = bench.report()
-    json_path, png_path = _write(report, args.output, bench.model, bench.started)
+    json_path, png_path = _write(report, args.output, bench.model, bench.started, args.shown_dir)
+    json_path, png_path = shown_as(json_path, args.shown_dir), png_path and shown_as(png_path, args.shown_dir)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     print(bench.summary(report), file=bench.rows_to)
@@ -650,6 +668,38 @@ def main(argv: list[str]) -> int:
         print("error: no request succeeded; the report lists why", file=sys.stderr)
         code = ExitCode.TURN_FAILED
     return int(code)
+
+
+def chart_main(argv: list[str]) -> int:
+    """`benchmark chart REPORT.json [-o FILE.png]`: the chart of a report written where matplotlib
+    is not installed (the orchestrator's image)."""
+    parser = _Parser(prog="main.py benchmark chart", description="Draw the PNG chart of a benchmark report.")
+    parser.add_argument("report", type=Path, metavar="REPORT.json")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE.png", help="default: the report's name with .png")
+    args = parser.parse_args(argv)
+    try:
+        report = validate(json.loads(args.report.read_text()))
+    except OSError as error:
+        print(f"error: cannot read {args.report}: {error.strerror or error}", file=sys.stderr)
+        return ExitCode.USAGE
+    except (ValueError, ReportError) as error:
+        reason = f"not JSON ({error})" if isinstance(error, json.JSONDecodeError) else str(error)
+        print(f"error: {args.report}: {one_line(reason)}", file=sys.stderr)
+        return ExitCode.USAGE
+    from .chart import ChartUnavailable, write_chart
+
+    target = args.output or args.report.with_suffix(".png")
+    try:
+        write_chart(report, target)
+    except ChartUnavailable as reason:
+        print(f"error: {reason}; run it with: uv run --extra charts python main.py benchmark chart ...",
+              file=sys.stderr)  # fmt: skip
+        return ExitCode.USAGE
+    except OSError as error:
+        print(f"error: cannot write {target}: {error.strerror or error}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"chart: {target}")
+    return 0
 
 
 def compare_main(argv: list[str]) -> int:
@@ -684,10 +734,14 @@ def compare_main(argv: list[str]) -> int:
     else:
         print(_comparison_table(args.a, a, args.b, b, result))
     if args.chart:
-        from .chart import write_comparison_chart
+        from .chart import ChartUnavailable, write_comparison_chart
 
         try:
             write_comparison_chart(a, b, args.chart)
+        except ChartUnavailable as reason:
+            print(f"error: {reason}; run it with: uv run --extra charts python main.py benchmark compare ...",
+                  file=sys.stderr)  # fmt: skip
+            return ExitCode.USAGE
         except OSError as error:
             print(f"error: cannot write {args.chart}: {error.strerror or error}", file=sys.stderr)
             return ExitCode.USAGE

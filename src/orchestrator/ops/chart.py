@@ -1,7 +1,9 @@
 """PNG charts of benchmark reports: tokens/s and latency by concurrency, one column per mode.
 
 matplotlib is imported here, on first use, with the Agg backend: no display is needed, and
-`main.py` does not pay for the import when it only plans trips.
+`main.py` does not pay for the import when it only plans trips. It is the optional `charts` extra,
+kept out of the orchestrator's image (about 160 MB): the image writes the JSON report, and the
+operator's host draws the chart from it (`main.py benchmark chart REPORT.json`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,18 @@ from .benchmark_report import MODES, row_key
 SIZE_COLOURS = {"short": "tab:blue", "medium": "tab:orange", "long": "tab:green"}
 
 
+class ChartUnavailable(Exception):
+    """matplotlib is not installed here; the message says where to draw the chart instead."""
+
+
+HOW_TO_DRAW = "uv run --extra charts python main.py benchmark chart {report}"
+
+
 def _pyplot() -> Any:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ChartUnavailable("matplotlib is not installed here (the optional `charts` extra)") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
