@@ -12,10 +12,15 @@ ARG WHEELS=online
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY requirements/orchestrator.txt /tmp/requirements.txt
 COPY wheels/ /tmp/wheels/
+# Behind a TLS-inspecting proxy: the site's CA bundle as certs/ca-bundle.pem (certs/README.md).
+# Only this build stage sees it; the image below copies the venv, not the bundle.
+COPY certs/ /tmp/certs/
 # Every package is pinned with its hash in requirements/ (exported from uv.lock).
 RUN python3 -m venv /opt/venv \
+ && if [ -s /tmp/certs/ca-bundle.pem ]; then export PIP_CERT=/tmp/certs/ca-bundle.pem; fi \
  && if [ "$WHEELS" = offline ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
- && /opt/venv/bin/pip install --require-hashes "$@" -r /tmp/requirements.txt \
+ && { /opt/venv/bin/pip install --require-hashes "$@" -r /tmp/requirements.txt \
+ || { echo "error: pip could not install the requirements: behind a TLS-inspecting proxy, put the site's CA bundle in certs/ca-bundle.pem (certs/README.md); with no network, build with WHEELS=offline from ./wheels (make wheels)" >&2; exit 1; } } \
  && /opt/venv/bin/pip uninstall --yes --quiet pip
 COPY pyproject.toml main.py /app/
 COPY src/ /app/src/

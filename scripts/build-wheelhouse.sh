@@ -17,7 +17,9 @@ else
 fi
 for requirements in requirements/*.txt; do
   echo "downloading wheels for $requirements" >&2
-  "${pip[@]}" download --quiet --disable-pip-version-check --require-hashes --only-binary=:all: \
+  # --no-deps: the lists are complete (exported from uv.lock), so pip resolves nothing; without it
+  # pip refuses an extra's unpinned requirement (pydantic[email]>=2.12.0 from fastmcp-slim).
+  "${pip[@]}" download --quiet --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
     --implementation cp --python-version 3.13 --abi cp313 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --platform linux_x86_64 \

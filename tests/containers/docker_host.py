@@ -134,6 +134,17 @@ def ensure_base_image(tag: str, cache: Path) -> None:
     tar.wait()
 
 
+def clean_copy(destination: Path) -> None:
+    """The tracked files as they are in this tree (what a fresh clone of this commit holds)."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
 def build_wheelhouse() -> None:
     log("filling ./wheels (scripts/build-wheelhouse.sh)")
     sh("bash", str(ROOT / "scripts/build-wheelhouse.sh"), cwd=ROOT, timeout=1200)

@@ -11,28 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 
 import httpx
 import pytest
 from containers.conftest import IMAGES, read_env
-from containers.docker_host import ROOT, log, sh
+from containers.docker_host import ROOT, clean_copy, log, sh
 from service_processes import free_port
 
 pytestmark = pytest.mark.containers
-
-
-def _clean_copy(destination) -> None:
-    """The tracked files as they are in this tree (what a fresh clone of this commit holds)."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
 
 
 @pytest.fixture
@@ -40,7 +28,7 @@ def literal(container_host, tmp_path):
     """A clean copy, the .env's image names pointing at this session's images, and the command's
     environment: nothing but the project name (and a free port if 18888 is taken)."""
     copy = tmp_path / "offline-agents"
-    _clean_copy(copy)
+    clean_copy(copy)
     committed = read_env(copy / ".env")
     assert committed["DASHBOARD_TOKEN"] == "" and committed["OTLP_API_KEY"] == ""  # nothing made beforehand
     tagged = []
