@@ -144,8 +144,9 @@ async def one_shot(settings, prompt: str, *, as_json: bool) -> int:
     from .render import TurnPrinter
     from .workflow import TravelPlanner
 
-    # Progress goes to stderr, the plan (or the JSON document) alone to stdout: easy to pipe.
-    progress = TurnPrinter(sys.stderr, show_text=not as_json)
+    # Progress goes to stderr, the plan (or the JSON document) alone to stdout: easy to pipe. When
+    # both are the same terminal, the agents' text is not streamed: the plan would show twice.
+    progress = TurnPrinter(sys.stderr, show_text=not as_json and not sys.stdout.isatty())
     async with TravelPlanner(settings) as planner:
         try:
             await planner.start(lambda line: print(line, file=sys.stderr), require_tools=True)

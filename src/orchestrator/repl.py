@@ -187,7 +187,8 @@ class Repl:
         except asyncio.CancelledError:
             if self._stop:
                 raise
-            self.printer.error("stopped; the conversation keeps what was said before")
+            # The user's own Ctrl-C: a notice on its own line, not an error.
+            self.printer.info("stopped (Ctrl-C); the conversation keeps what was said before")
         finally:
             self._busy = None
 

@@ -76,7 +76,8 @@ def test_ctrl_c_cancels_the_turn_and_keeps_the_session(tools, tmp_path):
         child.expect_exact("── Researcher")
         child.expect_exact("Lima,")  # streaming has begun
         child.sendcontrol("c")
-        child.expect_exact("stopped")
+        child.expect_exact("stopped (Ctrl-C); the conversation keeps what was said before")
+        assert "error" not in child.before.rsplit("Lima,", 1)[-1]  # the user's own stop is no error
         child.expect_exact(PROMPT)
         assert "Day 1" not in child.before
         # the session is alive: a command answers at once, and the next question gets its plan
@@ -208,3 +209,17 @@ def test_history_is_private_and_keeps_no_blank_lines(repl_env, tmp_path):
     assert (history.parent.stat().st_mode & 0o077) == 0
     entries = [line[1:] for line in history.read_text().splitlines() if line.startswith("+")]
     assert entries == ["/help", "/quit"]
+
+
+def test_a_one_shot_plan_in_a_terminal_shows_once(standin, tools, tmp_path):
+    """stdout and stderr on the same terminal: progress (headers, tool calls) and the plan once,
+    not the agents' streamed text and then the plan again."""
+    env = {**stack_env(standin, tools, XDG_STATE_HOME=str(tmp_path)), "NO_COLOR": "1"}
+    child = pexpect.spawn(sys.executable, [str(ROOT / "main.py"), "--prompt", "3 days in Reykjavik in January"],
+                          env=env, cwd=str(tmp_path), encoding="utf-8", timeout=120, dimensions=(50, 200))  # fmt: skip
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.before
+    assert child.exitstatus == 0, screen
+    assert screen.count("# 3-day plan: Reykjavik") == 1, screen
+    assert "── Researcher" in screen and '→ get_climate(city="Reykjavik", month=1)' in screen

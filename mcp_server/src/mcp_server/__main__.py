@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
+import sys
 
 from .settings import load_settings
 
@@ -12,7 +14,24 @@ def _exit(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def main() -> None:
+HELP = """settings (environment variables; docs/configuration.md):
+  MCP_HOST               address to bind (default 0.0.0.0; 127.0.0.1 for plain processes)
+  MCP_PORT               TCP port (default 8090)
+  MCP_PATH               URL path of the MCP endpoint (default /mcp); health at /health
+  MCP_ALLOWED_HOSTS      Host headers answered, comma separated; '*' matches one DNS label
+  MCP_LOG_LEVEL          debug, info, warning or error (default info)
+  ENABLE_SENSITIVE_DATA  true puts tool arguments into telemetry (default false)
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTLP_API_KEY_FILE   telemetry export (off when the endpoint is unset)
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(
+        prog="python -m mcp_server",
+        description="Serve the travel tools over MCP streamable HTTP, answering from the data shipped with them.",
+        epilog=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings()
     # The console shows MCP_LOG_LEVEL and up; the telemetry pipeline gets INFO and up regardless.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
