@@ -45,7 +45,7 @@ def test_python_commands_name_the_environment_they_need(where, what, before):
     previous = (ROOT / doc).read_text().splitlines()[int(number) - 2] if int(number) > 1 else ""
     if what in STDLIB_ONLY or any(word in (previous + before).lower() for word in IN_AN_IMAGE):
         return
-    assert re.search(r"uv run(?: --\S+(?: \S+)?)* $", before) or "PYTHONPATH=" in before and "uv run" in before, (
+    assert re.search(r"uv run(?: --\S+(?: \S+)?)* $", before) or ("PYTHONPATH=" in before and "uv run" in before), (
         f"{where}: `python {what}` needs the project's environment: write `uv run python {what}`"
     )
 
