@@ -28,7 +28,9 @@ def _mentions() -> list[tuple[str, str, str | None, str]]:
     for doc in DOCS:
         for number, line in enumerate(doc.read_text().splitlines(), 1):
             for match in PYTHON.finditer(line):
-                found.append((f"{doc.relative_to(ROOT)}:{number}", match["what"], match["sub"], match["before"]))
+                found.append(
+                    (f"{doc.relative_to(ROOT)}:{number}", match["what"], match["sub"], line[: match.start("what")])
+                )
     return found
 
 
@@ -45,9 +47,9 @@ def test_python_commands_name_the_environment_they_need(where, what, before):
     previous = (ROOT / doc).read_text().splitlines()[int(number) - 2] if int(number) > 1 else ""
     if what in STDLIB_ONLY or any(word in (previous + before).lower() for word in IN_AN_IMAGE):
         return
-    assert re.search(r"uv run(?: --\S+(?: \S+)?)* $", before) or ("PYTHONPATH=" in before and "uv run" in before), (
-        f"{where}: `python {what}` needs the project's environment: write `uv run python {what}`"
-    )
+    assert re.search(r"uv run(?: --\S+(?: \S+)?)* python3? (?:-m )?$", before) or (
+        "PYTHONPATH=" in before and "uv run" in before
+    ), f"{where}: `python {what}` needs the project's environment: write `uv run python {what}`"
 
 
 def _help_commands() -> list[list[str]]:

@@ -58,6 +58,8 @@ ADDRESSES = [
     Endpoint("internet-v6", "2606:2800:220:1::1"),
 ]
 SURROUNDINGS = [KUBE_DNS, INGRESS_CONTROLLER, OTHER_TENANT, *ADDRESSES]
+# Inside the cluster though not pods: the API server's Service address and a control-plane node.
+API_SERVER = ("api-server", "node")
 EXTRA_PORTS = {22, 53, 80, 443, 6443, 8080, 10250}
 
 
@@ -208,6 +210,14 @@ def _service_targets(docs: list[dict], ours: list[Endpoint], service_name: str, 
     return targets
 
 
+PRIVATE_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
+
+
+def _in_private_ranges(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return any(address.version == n.version and address in n for n in PRIVATE_RANGES)
+
+
 def expected_connections(docs: list[dict]) -> set[Connection]:
     """The paths the stack uses, read from its own configuration, not from the policies.
 
@@ -234,6 +244,14 @@ def expected_connections(docs: list[dict]) -> set[Connection]:
         result |= {(client, KUBE_DNS.name, 53, "UDP"), (client, KUBE_DNS.name, 53, "TCP")}
     if seeding:
         result |= {("Job/ollama-seed", "internet-v4", 443, "TCP"), ("Job/ollama-seed", "internet-v6", 443, "TCP")}
+    # A pod given an API token (the secrets Job) talks to the API server (its Service address, or
+    # the control plane's own; the model's "node"), on 443 or 6443, by address: no DNS. Plain
+    # NetworkPolicy cannot name the API server, so its policy allows the private ranges on those two
+    # ports: other namespaces' pods listening there included.
+    for pod in pod_templates(docs):
+        if pod.spec.get("automountServiceAccountToken") is True:
+            private = [e.name for e in SURROUNDINGS if not e.ours and _in_private_ranges(e.ip)]
+            result |= {(pod.ref, address, port, "TCP") for address in private for port in (443, 6443)}
     for ingress in (d for d in docs if d["kind"] == "Ingress"):
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:

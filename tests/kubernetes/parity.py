@@ -19,14 +19,11 @@ from urllib.parse import urlsplit
 
 from kubernetes.manifests import ROOT, PodTemplate, find, pod_templates
 
-from orchestrator.ops.secrets import DASHBOARD_CONFIG, SECRETS
-
 COMPOSE = Path(sys.executable).parent / "docker-compose"
 SECRET_NAMES_SOURCE = ROOT / "src" / "orchestrator" / "ops" / "secrets.py"
 IMAGE_VARIABLES = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")
 CONFIG_MAP = "offline-agents-config"
 SECRET = "offline-agents-secrets"
-SECRET_FILES = tuple(SECRETS)
 
 # compose service -> the Kubernetes workloads that play its part. The overlay decides which Ollama
 # service of compose the one Deployment `ollama` is compared with.
@@ -244,10 +241,14 @@ def check_settings_source(i: Inputs) -> list[str]:
         for value in compose_env(service).values():
             used |= set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", value))
     config = find(i.docs, "ConfigMap", CONFIG_MAP, prefix=True).get("data", {})
-    secret = find(i.docs, "Secret", SECRET, prefix=True).get("data", {})
-    files = {*SECRET_FILES, DASHBOARD_CONFIG}
-    if set(secret) != files:
-        problems.append(f"settings: Secret keys {sorted(secret)}, `main.py secrets` makes {sorted(files)}")
+    # The Secret is made in the cluster by the secrets Job (`main.py secrets --kubernetes`), with the
+    # files `main.py secrets` writes into compose's volume; nothing renders it.
+    secret: dict[str, str] = {}
+    if any(d["kind"] == "Secret" for d in i.docs):
+        problems.append(f"settings: a Secret is rendered; the secrets Job makes {SECRET} in the cluster")
+    job = next((p for p in pod_templates(i.docs) if p.ref == "Job/secrets"), None)
+    if job is None or job.spec["containers"][0].get("args") != ["secrets", "--kubernetes", SECRET]:
+        problems.append(f"settings: no Job/secrets running `main.py secrets --kubernetes {SECRET}`")
     wanted = used - i.secret_names
     if set(config) != wanted:
         problems.append(f"settings: ConfigMap has {sorted(set(config) - wanted)} that compose does not read, "
@@ -424,7 +425,7 @@ def check_storage_and_process(i: Inputs) -> list[str]:
             elif target not in mounts:
                 problems.append(f"storage: {pod.ref} mounts nothing at {target} (compose's {service} does)")
             elif volume["source"] == "secrets":  # compose's secrets volume is the Secret here
-                if not volumes[mounts[target]].get("secret", {}).get("secretName", "").startswith(SECRET):
+                if volumes[mounts[target]].get("secret", {}).get("secretName") != SECRET:
                     problems.append(f"storage: {pod.ref} {target} is not the Secret {SECRET}")
             elif volume["type"] == "volume" and "persistentVolumeClaim" not in volumes[mounts[target]]:
                 problems.append(f"storage: {pod.ref} {target} is not on a PersistentVolumeClaim")

@@ -145,3 +145,91 @@ def test_the_tool_server_reads_the_key_file_or_warns_and_serves_without_export(t
     assert (
         warning.startswith("warning: telemetry export is off: OTLP_API_KEY_FILE") and "Traceback" not in broken.stderr
     )
+
+
+# --- Kubernetes: the Job creates the Secret through the API unless it exists -----------------------
+
+
+class _FakeApi:
+    """The two calls the Job makes, as the Kubernetes API answers them, with its token check."""
+
+    def __init__(self, existing: dict | None = None, refuse: int | None = None) -> None:
+        import http.server
+        import threading
+
+        api = self
+        self.secrets = dict(existing or {})
+        self.requests: list[tuple[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                api.requests.append(("GET", self.path))
+                if self.headers.get("Authorization") != "Bearer sa-token":
+                    return self._answer(401, {"kind": "Status", "code": 401})
+                if refuse:
+                    return self._answer(refuse, {"kind": "Status", "code": refuse})
+                name = self.path.rsplit("/", 1)[1]
+                if name in api.secrets:
+                    return self._answer(200, api.secrets[name])
+                return self._answer(404, {"kind": "Status", "code": 404})
+
+            def do_POST(self):
+                api.requests.append(("POST", self.path))
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                api.secrets[body["metadata"]["name"]] = body
+                return self._answer(201, body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def account(tmp_path):
+    (tmp_path / "token").write_text("sa-token\n")
+    (tmp_path / "namespace").write_text("offline-agents")
+    return tmp_path
+
+
+def test_the_job_creates_the_secret_once_with_the_three_files(account):
+    from orchestrator.ops.secrets import ensure_in_cluster
+
+    api = _FakeApi()
+    assert ensure_in_cluster("offline-agents-secrets", api=api.url, account=account, environ={}) == "made"
+    made = api.secrets["offline-agents-secrets"]
+    files = made["stringData"]
+    assert set(files) == {"dashboard-token", "otlp-api-key", "dashboard.json"}
+    config = json.loads(files["dashboard.json"])["Dashboard"]
+    assert config["Frontend"]["BrowserToken"] == files["dashboard-token"].strip()
+    assert config["Otlp"]["PrimaryApiKey"] == files["otlp-api-key"].strip()
+    assert api.requests == [("GET", "/api/v1/namespaces/offline-agents/secrets/offline-agents-secrets"),
+                            ("POST", "/api/v1/namespaces/offline-agents/secrets")]  # fmt: skip
+    # the next apply runs the Job again: the Secret, made or the site's own, is kept as it is
+    assert ensure_in_cluster("offline-agents-secrets", api=api.url, account=account, environ={}) == "kept"
+    assert api.secrets["offline-agents-secrets"] is made
+
+
+def test_the_job_names_missing_rights_and_an_unreachable_api(account):
+    from orchestrator.ops.secrets import SecretsError, ensure_in_cluster
+
+    with pytest.raises(
+        SecretsError, match="answered 403 to reading Secret s; the Job's ServiceAccount needs get and create"
+    ):
+        ensure_in_cluster("s", api=_FakeApi(refuse=403).url, account=account, environ={})
+    with pytest.raises(SecretsError, match=r"cannot reach the Kubernetes API .* NetworkPolicy secrets-api-egress"):
+        ensure_in_cluster("s", api="http://127.0.0.1:9", account=account, environ={})
+    with pytest.raises(SecretsError, match="no service account token"):
+        ensure_in_cluster("s", api="http://127.0.0.1:9", account=account / "nowhere", environ={})
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "secrets"], capture_output=True, text=True)
+    assert done.returncode == 2 and "give a directory, or --kubernetes NAME" in done.stderr
