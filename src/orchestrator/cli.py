@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .errors import ExitCode, UserError
@@ -37,8 +38,22 @@ exit codes:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake never repeats a long input back (a request pasted without
+    --prompt would come back whole), and a request given as plain words says how to give it."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):
+            given = message.removeprefix("unrecognized arguments: ")
+            shown = given if len(given) <= 60 else given[:57] + "..."
+            message = f'unrecognized arguments: {shown!r}; to plan a trip, give the request with --prompt "..."'
+        elif len(message) > 300:
+            message = message[:297] + "..."
+        super().error(message)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="main.py",
         usage="%(prog)s [-p PROMPT [--json]] [-m MODEL] [-v]\n       %(prog)s {doctor,fitness,benchmark} [--help]",
         description="Plan a trip with three agents (Researcher, Weather, Planner) on a local Ollama model.",

@@ -143,6 +143,12 @@ def from_ollama_status(status: int, detail: str, *, host: str, model: str, offli
             "(set OLLAMA_MODEL or type /model NAME)",
             ExitCode.MODEL_UNAVAILABLE,
         )
+    if status == 400 and "invalid model name" in detail.lower():
+        return UserError(
+            f"Ollama says {model[:60]!r} is not a valid model name; give one such as phi4-mini or qwen2.5:7b "
+            "(OLLAMA_MODEL, --model or /model NAME)",
+            ExitCode.MODEL_UNAVAILABLE,
+        )
     if status in (401, 403):
         return UserError(
             f"Ollama at {host} refused the request ({status}); check OLLAMA_API_KEY or OLLAMA_HEADERS",

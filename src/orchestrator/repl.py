@@ -45,6 +45,48 @@ _CONTROL = re.compile(
 )
 
 
+class _EscapeSwallower:
+    """The rest of an escape sequence after ESC, byte by byte: CSI (ESC [ params final), OSC
+    (ESC ] ... BEL or ESC \\), DCS/PM/APC (ESC P|^|_ ... ESC \\). `take` says whether a byte
+    was part of the sequence (dropped) or is ordinary text (the sequence was only an Escape)."""
+
+    def __init__(self) -> None:
+        self.state = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.state)
+
+    def start(self) -> None:
+        """An Escape key: a new sequence, or the ESC of the ST that ends a string sequence."""
+        self.state = "string-end" if self.state.startswith("string") else "escape"
+
+    def take(self, data: str) -> bool:
+        state, self.state = self.state, ""
+        if state == "escape":
+            if data == "[":
+                self.state = "csi"
+            elif data == "]":
+                self.state = "string-bel"
+            elif data in ("P", "^", "_"):
+                self.state = "string"
+            else:
+                return False  # a lone Escape, then a typed character
+            return True
+        if state == "csi":
+            if not ("@" <= data <= "~"):  # parameter and intermediate bytes
+                self.state = "csi"
+            return True
+        if state in ("string", "string-bel"):  # to BEL (OSC) or ST (ESC \\), both dropped
+            if data == "\x07" and state == "string-bel":
+                return True
+            self.state = state if data != "\x1b" else "string-end"
+            return True
+        if state == "string-end":
+            return True  # the backslash of ST
+        return False
+
+
 def clean_input(text: str) -> tuple[str, int]:
     """The line without terminal control sequences, and how many were removed."""
     cleaned, removed = _CONTROL.subn("", text)
@@ -57,12 +99,14 @@ def history_path() -> Path:
 
 
 def private_history(path: Path) -> Any:
-    """The line history: a file only its owner can read (it holds every request typed), without
-    blank lines; in memory only when the file cannot be made (a read-only home)."""
+    """The line history: a file only its owner can read in a folder only its owner can open (it
+    holds every request typed), without blank lines or terminal control sequences; in memory only
+    when the file cannot be made (a read-only home)."""
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
     class NoBlankLines:
         def append_string(self, string: str) -> None:
+            string = clean_input(string)[0]
             if string.strip():
                 super().append_string(string)  # type: ignore[misc]
 
@@ -74,6 +118,7 @@ def private_history(path: Path) -> Any:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)  # also a folder made earlier with the umask's mode
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         os.chmod(path, 0o600)  # also a file an older version made with the umask's mode
         return PrivateHistory(str(path))
@@ -135,6 +180,7 @@ class Repl:
 
     def _prompt_toolkit_reader(self) -> Reader:
         from prompt_toolkit import PromptSession
+        from prompt_toolkit.filters import Condition
         from prompt_toolkit.key_binding import KeyBindings
         from prompt_toolkit.keys import Keys
 
@@ -152,6 +198,22 @@ class Repl:
         @bindings.add("c-@")
         def _ignore_nul(_event: Any) -> None:
             return None
+
+        # A sequence prompt_toolkit does not know (ESC [ 9 9 ~, a focus report, a window title)
+        # arrives as the Escape key and then its other bytes as typed text: "[99~" would land in
+        # the request. After a lone Escape, the bytes of such a sequence are dropped; any other
+        # key after it is typed as usual (Alt+key bindings match before this one).
+        swallow = _EscapeSwallower()
+
+        @bindings.add(Keys.Escape, eager=False)
+        def _escape(_event: Any) -> None:
+            swallow.start()
+
+        @bindings.add(Keys.Any, filter=Condition(lambda: swallow.active), eager=True)
+        def _sequence_byte(event: Any) -> None:
+            for press in event.key_sequence:
+                if not swallow.take(press.data):
+                    event.current_buffer.insert_text(press.data)
 
         session: Any = PromptSession(history=private_history(history_path()), key_bindings=bindings)
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _ANY_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s@]*@")
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+_BARE_USERINFO = re.compile(r"^(?![a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@\s]*@")
 _DURATION = re.compile(r"^-?\d+(\.\d+)?(ms|s|m|h)?$")
 
 
@@ -46,9 +47,31 @@ def _host_url(value: str) -> str:
     return str(url).rstrip("/")
 
 
+def _mcp_url(value: str) -> str:
+    """MCP_SERVER_URL: an http(s) URL with a host and a valid port, as the MCP client will parse it."""
+    value = value.strip()
+    example = "give one such as http://mcp-server:8090/mcp"
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        raise ValueError(f"is not a URL; {example}")
+    try:
+        url = httpx.URL(value)
+        port = url.port  # raises for a port that is not a number
+    except (httpx.InvalidURL, ValueError, TypeError):
+        hint = "an IPv6 address goes in brackets: http://[::1]:8090/mcp" if "::" in value else example
+        raise ValueError(f"is not a URL; {hint}") from None
+    if not url.host:
+        raise ValueError(f"is not a URL; {example}")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return value
+
+
 def without_credentials(url: str) -> str:
     """The URL as it may be shown: a user:password part is replaced by '***'."""
-    parsed = httpx.URL(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return mask_credentials(url)  # never raise while showing a URL
     return str(parsed.copy_with(userinfo=b"***")) if parsed.userinfo else url
 
 
@@ -142,9 +165,7 @@ class Settings(BaseSettings):
     @classmethod
     def _url(cls, value: str, info: Any) -> str:
         if info.field_name == "mcp_server_url":
-            if not re.match(r"^https?://[^/\s]+(/\S*)?$", value.strip()):
-                raise ValueError("is not a URL; give one such as http://mcp-server:8090/mcp")
-            return value.strip()
+            return _mcp_url(value)
         return _host_url(value)
 
     @field_validator("keep_alive")
@@ -287,6 +308,7 @@ def load_settings(**overrides: Any) -> Settings:
             given = "***"  # never repeat a secret, not even a malformed one
         elif isinstance(given, str):
             given = _USERINFO.sub(r"\1***@", given)  # a URL's user:password, even in a malformed one
+            given = _BARE_USERINFO.sub("***@", given)  # and without a scheme: user:pw@host
         if isinstance(given, str) and len(given) > 80:
             given = given[:77] + "..."
         raise SettingsError(f"invalid setting {_env_name(first['loc'])}={given!r}: {message}") from None

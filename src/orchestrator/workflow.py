@@ -230,10 +230,15 @@ class TravelPlanner:
         limit = self.request_limit()
         if len(prompt) <= limit:
             return None
+        at_most = self.model_ctx is not None and self.settings.num_ctx >= self.model_ctx
+        fix = (
+            f"shorten it, or use a model with a longer context ({self.model} takes at most {self.model_ctx:,} tokens)"
+            if at_most
+            else "shorten it, or raise OLLAMA_NUM_CTX (and the model must support that context)"
+        )
         return UserError(
             f"the request is {len(prompt):,} characters; with OLLAMA_NUM_CTX={self.settings.num_ctx} model "
-            f"{self.model} can take about {limit:,} beside the agents' instructions and tool results; "
-            "shorten it, or raise OLLAMA_NUM_CTX (and the model must support that context)",
+            f"{self.model} can take about {limit:,} beside the agents' instructions and tool results; {fix}",
             ExitCode.USAGE,
         )
 

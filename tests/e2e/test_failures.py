@@ -225,6 +225,15 @@ def test_a_request_too_long_for_the_context_exits_2_before_anything_is_sent(run_
     assert_one_clear_line(run.stderr, "shorten it, or raise OLLAMA_NUM_CTX")
 
 
+def test_a_request_too_long_at_the_models_largest_context_does_not_advise_raising_it(run_main):
+    run = run_main("--prompt", "Lisbon " * 18_000, OLLAMA_NUM_CTX="32768")  # qwen2.5:7b's own length
+    assert run.code == 2
+    assert_one_clear_line(
+        run.stderr, "shorten it, or use a model with a longer context (qwen2.5:7b takes at most 32,768"
+    )
+    assert "raise OLLAMA_NUM_CTX" not in run.stderr
+
+
 def test_bad_arguments_exit_2(run_main):
     run = run_main("--json")
     assert run.code == 2

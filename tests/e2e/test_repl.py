@@ -178,6 +178,13 @@ def test_control_sequences_typed_or_pasted_are_cleaned_and_the_line_kept(repl_en
         child.expect_exact("model: qwen2.5:7b")
         child.expect_exact(PROMPT)
         assert "Unhandled exception" not in child.before
+    # Sequences prompt_toolkit does not know, typed without bracketed paste (a key code, a focus
+    # report, a window title, a DCS string): dropped whole, not left in the line as "[99~".
+    for junk in ("\x1b[99~", "\x1b[I", "\x1b]0;title\x07", "\x1bPqabc\x1b\\"):
+        child.send(f"/mod{junk}el\r")
+        child.expect_exact("model: qwen2.5:7b")
+        child.expect_exact(PROMPT)
+        assert "unknown command" not in child.before, (junk, child.before)
     # Pasted coloured text: the escape sequences reach the line and are removed from it, with a note.
     child.send("\x1b[200~/mod\x1b[31mel\x1b[0m\x1b[201~\r")
     child.expect_exact("note: removed 2 terminal control sequences from the input")
@@ -199,16 +206,21 @@ def test_a_request_too_long_for_the_context_is_refused_and_the_session_goes_on(r
 
 
 def test_history_is_private_and_keeps_no_blank_lines(repl_env, tmp_path):
+    folder = tmp_path / "state/offline-agents"
+    folder.mkdir(parents=True, mode=0o755)  # made earlier, with a umask that let others in
+    folder.chmod(0o755)
     child = start(repl_env, tmp_path)
     ask(child, "   ")
     ask(child, "/help")
+    child.send("/he\u009blp\r")  # a C1 control character (CSI) typed into the line
+    child.expect_exact(PROMPT)
     child.sendline("/quit")
     child.expect(pexpect.EOF)
-    history = tmp_path / "state/offline-agents/history"
+    history = folder / "history"
     assert history.stat().st_mode & 0o777 == 0o600
-    assert (history.parent.stat().st_mode & 0o077) == 0
+    assert folder.stat().st_mode & 0o777 == 0o700
     entries = [line[1:] for line in history.read_text().splitlines() if line.startswith("+")]
-    assert entries == ["/help", "/quit"]
+    assert entries == ["/help", "/help", "/quit"]
 
 
 def test_a_one_shot_plan_in_a_terminal_shows_once(standin, tools, tmp_path):

@@ -7,7 +7,7 @@ import ollama
 import pytest
 from agent_framework.exceptions import ChatClientException, ToolException
 
-from orchestrator.errors import ExitCode, UserError, explain
+from orchestrator.errors import ExitCode, UserError, explain, from_ollama_status
 
 HOST, MODEL, MCP = "http://ollama:11434", "qwen2.5:7b", "http://mcp-server:8090/mcp"
 
@@ -25,6 +25,13 @@ def wrapped(inner: BaseException) -> BaseException:
             raise ChatClientException("Ollama chat request failed", error) from error
     except ChatClientException as outer:
         return outer
+
+
+def test_an_invalid_model_name_says_so_not_check_ollama_host():
+    error = from_ollama_status(400, "invalid model name", host=HOST, model="a" * 154)
+    assert error.code == ExitCode.MODEL_UNAVAILABLE
+    assert error.message.startswith("Ollama says 'aaaa") and "is not a valid model name" in error.message
+    assert "OLLAMA_HOST" not in error.message and len(error.message) < 200
 
 
 @pytest.mark.parametrize("wrap", [lambda e: e, wrapped], ids=["raw", "wrapped"])

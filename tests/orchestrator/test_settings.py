@@ -128,3 +128,36 @@ def test_credentials_in_ollama_host_are_never_shown(monkeypatch):
     settings = load_settings()
     assert "s3cret" in settings.ollama_host  # the client needs them
     assert "s3cret" not in settings.ollama_shown and "***" in settings.ollama_shown
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("http://h:abc/mcp", "is not a URL; give one such as http://mcp-server:8090/mcp"),
+        ("http://[::1/mcp", "an IPv6 address goes in brackets: http://[::1]:8090/mcp"),
+        ("http://h:99999/mcp", "port 99999 is out of range 1-65535"),
+        ("user:s3cret@h/mcp", "is not a URL"),
+    ],
+)
+def test_a_malformed_mcp_server_url_is_the_settings_line(monkeypatch, value, says):
+    """Before: `error: unexpected InvalidURL` (exit 1), a traceback from `doctor`, or a port out of
+    range taken as "not reachable"."""
+    monkeypatch.setenv("MCP_SERVER_URL", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid setting MCP_SERVER_URL=") and says in message
+    assert "s3cret" not in message
+
+
+def test_credentials_without_a_scheme_are_not_repeated(monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", "u:pw@::1")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "pw" not in str(caught.value) and "'***@::1'" in str(caught.value)
+
+
+def test_showing_a_url_never_raises():
+    from orchestrator.settings import without_credentials
+
+    assert without_credentials("http://u:pw@h:abc/mcp") == "http://***@h:abc/mcp"

@@ -19,7 +19,7 @@ class ServerSettings(BaseSettings):
     # 127.0.0.1 are always allowed; the rest are the compose and Kubernetes service names.
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default=["mcp-server", "mcp-server.*.svc", "mcp-server.*.svc.cluster.local"],
-        description="Comma-separated Host header patterns (fnmatch) the server accepts.",
+        description="Comma-separated Host header patterns the server accepts; `*` matches one DNS label.",
     )
     log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
     # The orchestrator's switch (Agent Framework's name): true lets tool arguments into logs and spans.

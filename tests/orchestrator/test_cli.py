@@ -1,4 +1,4 @@
-"""`main.py --standby`, what compose's `up` and the Kubernetes Deployment run: one line on how to
+"""The command line: `--standby` (what compose's `up` and the Kubernetes Deployment run: one line on how to
 reach the terminal, and no prompt until someone presses Enter there."""
 
 from __future__ import annotations
@@ -31,3 +31,11 @@ def test_standby_says_how_to_reach_the_terminal_and_draws_nothing(tmp_path):
 def test_standby_is_for_the_session_only():
     done = run("--standby", "--prompt", "3 days in Lisbon")
     assert done.returncode == 2 and "--standby is for the interactive session" in done.stderr
+
+
+def test_a_request_given_without_prompt_is_not_repeated_back_and_says_how():
+    done = run("Lisbon " * 8000)  # 56 KB pasted as plain words
+    assert done.returncode == 2
+    (last,) = [line for line in done.stderr.splitlines() if line.startswith("main.py: error:")]
+    assert len(done.stderr) < 600 and last.endswith('give the request with --prompt "..."')
+    assert "Lisbon Lisbon" in last and "..." in last
