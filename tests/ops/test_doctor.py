@@ -222,3 +222,26 @@ def test_run_local_uses_loopback_settings_and_its_doctor_passes(fast, tmp_path):
     assert checks["dashboard telemetry"]["status"] == "WARN"  # off, not a failing export to aspire-dashboard
     assert {name: c["status"] for name, c in checks.items() if c["status"] == "FAIL"} == {}
     assert checks["ollama model phi4-mini"]["status"] == "PASS"  # .env's model, the one default everywhere
+
+
+def test_credentials_in_the_tool_server_url_stay_out_of_every_operator_report(fast, tools, tmp_path):
+    """doctor (text and JSON), fitness (JSON) and benchmark (table and report file) show the tool
+    server's address with its user:password masked, reachable or not."""
+    secret_url = tools.url.replace("http://", "http://agent:s3cret-pw@")
+    dead_url = "http://agent:s3cret-pw@127.0.0.1:1/mcp"
+    runs = []
+    for url in (secret_url, dead_url):
+        env = stack_env(fast, tools, MCP_SERVER_URL=url, OLLAMA_MODEL="phi4-mini")
+        for command in (["doctor"], ["doctor", "--json"], ["fitness", "--json"]):
+            runs.append(subprocess.run([sys.executable, str(ROOT / "main.py"), *command], cwd=tmp_path, env=env,
+                                       capture_output=True, text=True, timeout=300))  # fmt: skip
+    env = stack_env(fast, tools, MCP_SERVER_URL=secret_url, OLLAMA_MODEL="phi4-mini")
+    runs.append(subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "benchmark", "--sizes", "short", "--concurrency", "1",
+         "--requests", "1", "--output", str(tmp_path / "bench")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    ))  # fmt: skip
+    shown = "".join(run.stdout + run.stderr for run in runs)
+    shown += "".join(path.read_text() for path in (tmp_path / "bench").glob("*.json"))
+    assert "s3cret-pw" not in shown
+    assert "http://***@127.0.0.1" in shown  # the address is still there to read, masked
