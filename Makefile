@@ -5,7 +5,7 @@ SHELL := /bin/bash
 COMPOSE ?= docker compose
 PROMPT ?= 3 days in Lisbon in May
 
-.PHONY: compose-check help dashboard build up-cpu up-gpu reach seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
+.PHONY: compose-check help dashboard build up-cpu up-gpu stack-running reach seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
 
 compose-check: ## check that Docker Compose v2.24+ is there (every compose target runs it first)
 	@scripts/check-compose.sh
@@ -27,6 +27,10 @@ up-gpu: compose-check seed ## start the stack on NVIDIA GPUs (set OLLAMA_MODEL f
 	$(COMPOSE) --profile gpu up -d --wait
 	@$(MAKE) --no-print-directory reach
 
+stack-running: ## fail at once, saying how to start it, when no Ollama of the stack runs
+	@$(COMPOSE) --profile cpu --profile gpu ps --status running --services | grep -qxE "ollama(-gpu)?" || \
+	  { echo "error: the stack is not running (no Ollama): start it with make up-cpu or make up-gpu" >&2; exit 2; }
+
 reach: ## say how to reach the planner's terminal and the dashboard
 	@echo "planner: make chat (or docker compose attach orchestrator, then Enter); dashboard login: make dashboard"
 
@@ -36,10 +40,10 @@ seed: compose-check ## put the configured models into the volume, showing the do
 ollama: compose-check ## run the ollama CLI in whichever Ollama variant runs; example: make ollama ARGS=ps
 	$(COMPOSE) --profile cpu --profile gpu exec $$($(COMPOSE) --profile cpu --profile gpu ps --services | grep -xE "ollama(-gpu)?" | head -1) ollama $(ARGS)
 
-chat: compose-check ## talk to the planner in this terminal; example: make chat
+chat: compose-check stack-running ## talk to the planner in this terminal; example: make chat
 	$(COMPOSE) run --rm orchestrator --no-standby
 
-plan: compose-check ## plan once and print JSON; example: make plan PROMPT="4 days in Kyoto in April"
+plan: compose-check stack-running ## plan once and print JSON; example: make plan PROMPT="4 days in Kyoto in April"
 	@$(COMPOSE) run --rm -T orchestrator --prompt "$(PROMPT)" --json
 
 doctor: compose-check ## check every service, the model, a generation and a tool call; example: make doctor ARGS=--expect-gpu

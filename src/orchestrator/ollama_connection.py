@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import ollama
 
-from .errors import ExitCode, UserError, from_ollama_status
+from .errors import COMPOSE_OLLAMA, ExitCode, UserError, from_ollama_status
 from .settings import Settings
 
 Report = Callable[[str], None]
@@ -48,9 +48,14 @@ async def wait_until_reachable(client: ollama.AsyncClient, settings: Settings, r
         except (httpx.TransportError, httpx.HTTPStatusError) as error:
             left = deadline - time.monotonic()
             if left <= 0:
+                # In the compose stack the fix is starting it: `run` does not start a profile's service.
+                fix = (
+                    "start the stack with `make up-cpu` or `make up-gpu` (docker compose --profile cpu up -d)"
+                    if settings.ollama_host.rstrip("/") == COMPOSE_OLLAMA
+                    else "check that it is running and that OLLAMA_HOST points to it"
+                )
                 raise UserError(
-                    f"cannot reach Ollama at {settings.ollama_shown} ({transport_reason(error)}); check that it is "
-                    "running and that OLLAMA_HOST points to it",
+                    f"cannot reach Ollama at {settings.ollama_shown} ({transport_reason(error)}); {fix}",
                     ExitCode.OLLAMA_UNREACHABLE,
                 ) from None
             if not announced:

@@ -248,3 +248,16 @@ def test_make_names_a_missing_or_old_compose_in_one_line(tmp_path, compose_versi
         assert done.returncode == 0 and done.stderr == ""
     else:
         assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_make_chat_with_the_stack_down_says_how_to_start_it_at_once(tmp_path):
+    """Before: `make chat` started the tool server and the dashboard, waited 78 s for an Ollama that
+    `run` never starts, and named neither the cause nor `make up-cpu`."""
+    fake = tmp_path / "docker"  # answers like a Docker with Compose and nothing running
+    fake.write_text('#!/bin/sh\nif [ "$1 $2" = "compose version" ]; then echo 2.40.0; fi\nexit 0\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["make", "--no-print-directory", "chat"], capture_output=True, text=True, cwd=ROOT,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=60)  # fmt: skip
+    assert done.returncode != 0
+    assert "error: the stack is not running (no Ollama): start it with make up-cpu or make up-gpu" in done.stderr
+    assert "run --rm orchestrator" not in done.stdout  # nothing was started

@@ -245,3 +245,13 @@ def test_offline_mode_says_how_to_load_a_missing_model(run_main):
     assert run.code == 4
     assert_one_clear_line(run.stderr, "OFFLINE=1", "scripts/load-bundle.py", "scripts/import-gguf.sh llama3.1:70b")
     assert "ollama pull" not in run.stderr
+
+
+def test_ollama_of_the_compose_stack_not_running_says_how_to_start_it(run_main):
+    """`docker compose run --rm orchestrator` (make chat) with the stack down: Ollama's profile
+    service is not started by `run`, so the fix is starting the stack, not checking OLLAMA_HOST."""
+    run = run_main("--prompt", "3 days in Lisbon", OLLAMA_HOST="http://ollama:11434", OLLAMA_CONNECT_WAIT="0")
+    assert run.code == 3
+    assert_one_clear_line(
+        run.stderr, "cannot reach Ollama at http://ollama:11434", "start the stack with `make up-cpu`"
+    )
