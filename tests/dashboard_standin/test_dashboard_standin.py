@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,10 @@ def test_http_does_not_decompress_bodies(fresh: RunningDashboard) -> None:
     )
     assert exporter.export(finished_spans()) is SpanExportResult.FAILURE
     exporter.shutdown()
+    # The stand-in is another process: its log line may reach the file a moment after the answer.
+    deadline = time.monotonic() + 15
+    while "Content-Encoding: gzip is not decoded" not in fresh.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "Content-Encoding: gzip is not decoded" in fresh.log_text()
 
 
