@@ -233,21 +233,24 @@ async def ask_the_tools(url: str) -> None:
         assert refused.is_error
 
 
-def mcp_telemetry(dashboard, *, logs: int) -> tuple[list[dict], list[dict]]:
-    """The tool server's two tools/call spans (and `logs` log records), once they have arrived."""
+def mcp_telemetry(dashboard, *, logs: int, service: str) -> tuple[list[dict], list[dict]]:
+    """A tool server's two tools/call spans (and `logs` log records), once they have arrived. Each
+    test's server has a service name of its own: another server's batch that arrives late (the
+    module's shared one exports every few seconds) is not counted."""
 
     def mine(t: dict) -> tuple[list[dict], list[dict]]:
-        spans = [s for s in t["spans"] if s["service"] == "mcp-server" and s["name"].startswith("tools/call")]
-        return spans, [e for e in t["logs"] if e["service"] == "mcp-server" and "ms" in str(e["body"])]
+        spans = [s for s in t["spans"] if s["service"] == service and s["name"].startswith("tools/call")]
+        return spans, [e for e in t["logs"] if e["service"] == service and "ms" in str(e["body"])]
 
     telemetry = dashboard.wait_for(lambda t: len(mine(t)[0]) >= 2 and len(mine(t)[1]) >= logs, 15)
     return mine(telemetry)
 
 
-async def test_no_tool_argument_leaves_the_tool_server_by_default(traced_tools, dashboard):
-    dashboard.clear()
-    await ask_the_tools(traced_tools.url)
-    spans, logs = mcp_telemetry(dashboard, logs=2)
+async def test_no_tool_argument_leaves_the_tool_server_by_default(dashboard, tmp_path):
+    with tool_server(dashboard, tmp_path, OTEL_SERVICE_NAME="mcp-server-private") as tools:
+        dashboard.clear()
+        await ask_the_tools(tools.url)
+        spans, logs = mcp_telemetry(dashboard, logs=2, service="mcp-server-private")
     everything = json.dumps(dashboard.wait_for(lambda t: True), ensure_ascii=False)
     for asked in ("Tromsø", "Troms", "Peking", '"month"', "travel.city", 'travel.month"'):
         assert asked not in everything, asked
@@ -261,10 +264,10 @@ async def test_no_tool_argument_leaves_the_tool_server_by_default(traced_tools, 
 
 
 async def test_the_sensitive_data_switch_lets_tool_arguments_in(dashboard, tmp_path):
-    with tool_server(dashboard, tmp_path, ENABLE_SENSITIVE_DATA="true") as tools:
+    with tool_server(dashboard, tmp_path, ENABLE_SENSITIVE_DATA="true", OTEL_SERVICE_NAME="mcp-server-open") as tools:
         dashboard.clear()
         await ask_the_tools(tools.url)
-        spans, logs = mcp_telemetry(dashboard, logs=2)
+        spans, logs = mcp_telemetry(dashboard, logs=2, service="mcp-server-open")
     climate = next(s for s in spans if s["name"] == "tools/call get_climate")
     assert climate["attributes"]["travel.city"] == "Tromsø" and climate["attributes"]["travel.month"] == 2
     assert any("Peking-Xq" in str(e["body"]) for e in logs)
