@@ -670,6 +670,18 @@ def main(argv: list[str]) -> int:
     return int(code)
 
 
+def _read_report(path: Path) -> dict[str, Any] | None:
+    """A benchmark report from a file, or None after one line saying why it cannot be used."""
+    try:
+        return validate(json.loads(path.read_text()))
+    except OSError as error:
+        print(f"error: cannot read {path}: {error.strerror or error}", file=sys.stderr)
+    except (ValueError, ReportError) as error:
+        reason = f"not JSON ({error})" if isinstance(error, json.JSONDecodeError) else str(error)
+        print(f"error: {path}: {one_line(reason)}", file=sys.stderr)
+    return None
+
+
 def chart_main(argv: list[str]) -> int:
     """`benchmark chart REPORT.json [-o FILE.png]`: the chart of a report written where matplotlib
     is not installed (the orchestrator's image)."""
@@ -677,14 +689,8 @@ def chart_main(argv: list[str]) -> int:
     parser.add_argument("report", type=Path, metavar="REPORT.json")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE.png", help="default: the report's name with .png")
     args = parser.parse_args(argv)
-    try:
-        report = validate(json.loads(args.report.read_text()))
-    except OSError as error:
-        print(f"error: cannot read {args.report}: {error.strerror or error}", file=sys.stderr)
-        return ExitCode.USAGE
-    except (ValueError, ReportError) as error:
-        reason = f"not JSON ({error})" if isinstance(error, json.JSONDecodeError) else str(error)
-        print(f"error: {args.report}: {one_line(reason)}", file=sys.stderr)
+    report = _read_report(args.report)
+    if report is None:
         return ExitCode.USAGE
     from .chart import ChartUnavailable, write_chart
 
@@ -713,18 +719,9 @@ def compare_main(argv: list[str]) -> int:
     parser.add_argument("--chart", type=Path, metavar="FILE.png", help="also write a comparison chart")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = parser.parse_args(argv)
-    reports = []
-    for path in (args.a, args.b):
-        try:
-            reports.append(validate(json.loads(path.read_text())))
-        except OSError as error:
-            print(f"error: cannot read {path}: {error.strerror or error}", file=sys.stderr)
-            return ExitCode.USAGE
-        except (ValueError, ReportError) as error:
-            reason = f"not JSON ({error})" if isinstance(error, json.JSONDecodeError) else str(error)
-            print(f"error: {path}: {one_line(reason)}", file=sys.stderr)
-            return ExitCode.USAGE
-    a, b = reports
+    a, b = _read_report(args.a), _read_report(args.b)
+    if a is None or b is None:
+        return ExitCode.USAGE
     result = compare(a, b)
     if not result["rows"]:
         print(f"error: {args.a} and {args.b} have no mode, size and concurrency in common", file=sys.stderr)

@@ -71,7 +71,7 @@ def files_of(values: dict[str, tuple[str, str]]) -> dict[str, str]:
     config = {"Dashboard": {"Frontend": {"AuthMode": "BrowserToken", "BrowserToken": values["dashboard-token"][0]},
                             "Otlp": {"AuthMode": "ApiKey", "PrimaryApiKey": values["otlp-api-key"][0]}}}  # fmt: skip
     return {
-        **{name: value + "\n" for name, (value, _) in values.items()},
+        **{name: value for name, (value, _) in values.items()},
         DASHBOARD_CONFIG: json.dumps(config, indent=2),
     }
 
@@ -83,7 +83,7 @@ def ensure(directory: Path, environ: dict[str, str] | None = None) -> dict[str, 
         raise SecretsError(f"{directory} is not a directory: mount the secrets volume there")
     values = _values(environ, lambda name: _read(directory / name))
     for name, content in files_of(values).items():
-        _write(directory / name, content.removesuffix("\n"))
+        _write(directory / name, content)
     return values
 
 
