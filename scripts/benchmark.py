@@ -216,6 +216,10 @@ def measure_image_size(env_file: Path = ROOT / ".env") -> dict | None:
         try:
             done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name],
                                   capture_output=True, text=True, timeout=60)  # fmt: skip
+            if done.returncode != 0 and "@" in name:  # loaded from a bundle: the tag, without the registry digest
+                name = name.partition("@")[0]
+                done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name],
+                                      capture_output=True, text=True, timeout=60)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired):
             return None
         if done.returncode != 0 or not done.stdout.strip().isdigit():

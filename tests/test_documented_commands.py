@@ -19,7 +19,7 @@ PYTHON = re.compile(
 )
 # Python entry points that need nothing but the standard library: made for a machine without the
 # project's environment (the offline site), so `python3 scripts/...` is right for them.
-STDLIB_ONLY = {"scripts/make-bundle.py", "scripts/load-bundle.py"}
+STDLIB_ONLY = {"scripts/make-bundle.py", "scripts/load-bundle.py", "scripts/pin-images.py"}
 IN_AN_IMAGE = ("kubectl", "docker", "exec", "pod", "image", "container")
 
 

@@ -71,7 +71,8 @@ def container_host(tmp_path_factory) -> Host:
             pytest.fail(f"the container tier must run in CI: {reason}")
         pytest.skip(f"container tier skipped: {reason}")
     env = read_env(ROOT / ".env")
-    python_image = env["PYTHON_IMAGE"]
+    # .env pins the base by tag and registry digest; the base made here (no registry) has the tag only.
+    python_image = env["PYTHON_IMAGE"] = env["PYTHON_IMAGE"].partition("@")[0]
     ensure_base_image(python_image, cache)
     build_wheelhouse()
     host = Host(env_file=tmp_path_factory.mktemp("compose") / "test.env", env=env)

@@ -3,6 +3,8 @@
 
 The images the .env names cannot be pulled here, so this session's builds and stand-ins are tagged
 with those names first (what `docker load` of a bundle, or a pull, gives a user), then untagged.
+Where .env pins a registry digest (name:tag@sha256:...), no local image can answer to it (a digest
+names the registry's content), so the tag alone is tagged and given in the command's environment.
 The project name comes from COMPOSE_PROJECT_NAME, so a user's own `offline-agents` stack and its
 model volume are never touched.
 """
@@ -31,15 +33,19 @@ def literal(container_host, tmp_path):
     clean_copy(copy)
     committed = read_env(copy / ".env")
     assert committed["DASHBOARD_TOKEN"] == "" and committed["OTLP_API_KEY"] == ""  # nothing made beforehand
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": f"oa-literal-{uuid.uuid4().hex[:8]}"}
+    for name in ("DASHBOARD_TOKEN", "OTLP_API_KEY", "COMPOSE_FILE", "COMPOSE_PROFILES", *IMAGES, "PYTHON_IMAGE"):
+        env.pop(name, None)
     tagged = []
     for variable, image in IMAGES.items():
         name = committed[variable]
+        if "@" in name:
+            name = env[variable] = name.partition("@")[0]
         if subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode != 0:
             sh("docker", "tag", image.tag, name)
             tagged.append(name)
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": f"oa-literal-{uuid.uuid4().hex[:8]}"}
-    for name in ("DASHBOARD_TOKEN", "OTLP_API_KEY", "COMPOSE_FILE", "COMPOSE_PROFILES"):
-        env.pop(name, None)
+    if "@" in committed["PYTHON_IMAGE"]:
+        env["PYTHON_IMAGE"] = container_host.env["PYTHON_IMAGE"]  # the base made here, by its tag
     port = int(committed["DASHBOARD_PORT"])
     if not _port_free(port):
         env["DASHBOARD_PORT"] = str(port := free_port())

@@ -197,12 +197,14 @@ def check_images(i: Inputs, kustomization: dict) -> list[str]:
     entries = {e["name"]: e for e in kustomization.get("images", [])}
     for variable in IMAGE_VARIABLES:
         wanted = i.env[variable]
-        name, _, tag = wanted.rpartition(":")
+        reference, _, digest = wanted.partition("@")  # name:tag@sha256:... where .env pins a digest
+        name, _, tag = reference.rpartition(":")
         entry = entries.get(name)
         if entry is None:
             problems.append(f"images: kustomization has no entry for {name} ({variable})")
-        elif entry.get("newTag") != tag or entry.get("newName", name) != name:
-            problems.append(f"images: kustomization pins {entry.get('newName', name)}:{entry.get('newTag')}, "
+        elif (entry.get("newTag"), entry.get("digest", ""), entry.get("newName", name)) != (tag, digest, name):
+            pinned = "@" + entry["digest"] if entry.get("digest") else ""
+            problems.append(f"images: kustomization pins {entry.get('newName', name)}:{entry.get('newTag')}{pinned}, "
                             f".env {variable}={wanted}")  # fmt: skip
     for service, pod in i.pairs():
         refs = references(i.service(service)["image"])

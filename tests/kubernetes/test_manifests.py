@@ -78,6 +78,7 @@ def test_every_object_is_labelled_and_in_the_namespace(rendered):
 
 def test_images_are_pinned_and_pulled_only_when_absent(rendered):
     pinned = {value for name, value in read_env_file(ROOT / ".env").items() if name.endswith("_IMAGE")}
+    pinned |= {value.partition("@")[0] for value in pinned}  # offline: by tag (see the next test)
     for variant, docs in rendered.docs.items():
         for pod, container in iter_containers(docs):
             where = f"{variant} {pod.ref} {container['name']}"
@@ -238,15 +239,32 @@ def test_the_guide_names_only_paths_that_exist():
 # --- what the real images need at run time ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_pulled_images_run_pinned_online_and_by_tag_offline(rendered, variant):
+    """Online the registry's digest pins the content. An air-gapped cluster imports the bundle's images,
+    which keep their tags but not the registry's digests: there a digest would never match."""
+    env = read_env_file(ROOT / ".env")
+    offline = variant in ("cpu-offline", "air-gapped-gpu-cluster")
+    seen = set()
+    for variable in ("OLLAMA_IMAGE", "DASHBOARD_IMAGE"):
+        tag = env[variable].partition("@")[0]
+        wanted = tag if offline else env[variable]
+        for pod, container in iter_containers(rendered.docs[variant]):
+            if container["image"].partition("@")[0] == tag:
+                assert container["image"] == wanted, f"{variant} {pod.ref} {container['name']}"
+                seen.add(variable)
+    assert seen == {"OLLAMA_IMAGE", "DASHBOARD_IMAGE"}
+
+
 def test_pods_without_a_gpu_request_stay_off_the_gpus(rendered):
     """The Ollama image sets NVIDIA_VISIBLE_DEVICES=all: under the NVIDIA runtime a pod that requests
     no nvidia.com/gpu would get every GPU of its node (NVIDIA/k8s-device-plugin#61). The seeding job
     runs on Ollama's GPU node by design, and the CPU Ollama may land on one."""
-    ollama_image = read_env_file(ROOT / ".env")["OLLAMA_IMAGE"]
+    ollama_image = read_env_file(ROOT / ".env")["OLLAMA_IMAGE"].partition("@")[0]
     checked = set()
     for variant, docs in rendered.docs.items():
         for pod, container in iter_containers(docs):
-            if container["image"] != ollama_image:
+            if container["image"].partition("@")[0] != ollama_image:
                 continue
             env = {v["name"]: v.get("value") for v in container.get("env", [])}
             where = f"{variant} {pod.ref} {container['name']}"

@@ -95,10 +95,21 @@ def test_a_changed_container_port_is_reported(inputs):
 
 def test_an_image_version_that_differs_from_env_is_reported(inputs, kustomization):
     i = inputs["gpu"]
+    pinned = i.env["OLLAMA_IMAGE"]
+    assert pinned.startswith("ollama/ollama:0.12.6@sha256:")
     i.env["OLLAMA_IMAGE"] = "ollama/ollama:0.13.0"
     problems = parity.check_images(i, kustomization)
-    assert any("kustomization pins ollama/ollama:0.12.6, .env OLLAMA_IMAGE=ollama/ollama:0.13.0" in p for p in problems)
-    assert any("Deployment/ollama runs ollama/ollama:0.12.6" in p for p in problems)
+    assert any(f"kustomization pins {pinned}, .env OLLAMA_IMAGE=ollama/ollama:0.13.0" in p for p in problems)
+    assert any(f"Deployment/ollama runs {pinned}" in p for p in problems)
+
+
+def test_a_digest_that_differs_from_env_is_reported(inputs, kustomization):
+    """The same tag with another digest is other content: the two must agree on both."""
+    i = inputs["cpu"]
+    tag = i.env["OLLAMA_IMAGE"].partition("@")[0]
+    i.env["OLLAMA_IMAGE"] = f"{tag}@sha256:{'0' * 64}"
+    problems = parity.check_images(i, kustomization)
+    assert any(f".env OLLAMA_IMAGE={tag}@sha256:{'0' * 64}" in p and "kustomization pins" in p for p in problems)
 
 
 def test_a_setting_compose_gains_is_reported(inputs):
