@@ -5,7 +5,7 @@ SHELL := /bin/bash
 COMPOSE ?= docker compose
 PROMPT ?= 3 days in Lisbon in May
 
-.PHONY: compose-check help dashboard build up-cpu up-gpu stack-running reach seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark wheels
+.PHONY: compose-check help dashboard build up-cpu up-gpu stack-running reach seed ollama chat plan doctor fitness logs ps down test benchmark dev-benchmark pin-images wheels
 
 compose-check: ## check that Docker Compose v2.24+ is there (every compose target runs it first)
 	@scripts/check-compose.sh
@@ -77,6 +77,9 @@ benchmark: compose-check ## latency and tokens/s by prompt size and concurrency,
 
 dev-benchmark: ## the orchestrator's own overhead, throughput, start-up time and telemetry cost, against the stand-ins
 	uv run python scripts/benchmark.py
+
+pin-images: ## on a connected machine: pin the pulled images in .env and Kubernetes to the registry's digests; example: make pin-images ARGS=--check
+	python3 scripts/pin-images.py $(ARGS)
 
 wheels: ## download every wheel the images need into ./wheels, for offline builds
 	scripts/build-wheelhouse.sh

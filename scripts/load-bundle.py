@@ -53,20 +53,39 @@ def docker(*command: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def _present(ref: str) -> tuple[str, list[str]] | None:
+    """(ID, layer digests) of the image the engine has under REF, or None."""
+    done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}}", ref],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        return None
+    image_id, _, layers = done.stdout.strip().partition(" ")
+    return image_id, json.loads(layers or "[]")
+
+
 def load_images(bundle: Path, manifest: dict) -> list[str]:
-    missing = []
-    for image in manifest["images"].values():
-        present = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", image["ref"]],
-                                 capture_output=True, text=True)  # fmt: skip
-        if present.returncode != 0 or present.stdout.strip() != image["id"]:
-            missing.append(image)
+    """Load what is missing, then check each name gives the bundle's content (its layers, as recorded)."""
+    images = list(manifest["images"].values())
+    missing = [i for i in images if not _same(_present(i["ref"]), i)]
     if missing:
         print(f"loading {len(missing)} images: {', '.join(i['ref'] for i in missing)}", file=sys.stderr)
         for archive in sorted({image["file"] for image in missing}):
             docker("load", "-q", "-i", str(bundle / archive))
     else:
         print("images already loaded", file=sys.stderr)
-    return [image["ref"] for image in manifest["images"].values()]
+    for image in images:
+        present = _present(image["ref"])
+        if present is None:
+            raise BundleError(f"{image['ref']} is not in images/images.tar: the bundle is incomplete; make it again")
+        if "layers" in image and present[1] != image["layers"]:
+            raise BundleError(f"{image['ref']} after loading is not the bundle's image (its layers differ from "
+                              "manifest.json): make the bundle again")  # fmt: skip
+    return [image["ref"] + (f" (registry digest {image['digest']})" if image.get("digest") else "") for image in images]
+
+
+def _same(present: tuple[str, list[str]] | None, image: dict) -> bool:
+    """The engine has this image already: same ID and, where recorded, the same layers."""
+    return present is not None and present[0] == image["id"] and present[1] == image.get("layers", present[1])
 
 
 def restore_models(bundle: Path, manifest: dict, volume: str) -> list[str]:

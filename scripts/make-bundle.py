@@ -68,22 +68,48 @@ def in_volume(image: str, volume: str, *command: str, mounts: tuple[str, ...] = 
                "--entrypoint", command[0], image, *command[1:]).stdout  # fmt: skip
 
 
-def save_images(env: dict[str, str], out: Path) -> dict[str, dict[str, str]]:
-    """All pinned images in one `docker save`: layers they share (the Python base) are stored once."""
-    images = {}
+def inspect(ref: str, template: str) -> str | None:
+    done = subprocess.run(["docker", "image", "inspect", "--format", template, ref], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def save_images(env: dict[str, str], out: Path) -> dict[str, dict[str, object]]:
+    """All pinned images in one `docker save`: layers they share (the Python base) are stored once.
+
+    An image .env pins by digest (name:tag@sha256:...) is pulled by that digest. `docker load` gives
+    back tags only (the classic image store keeps no registry digest), so the image is saved under
+    its tag, and the manifest records the digest and the layers, which load-bundle.py checks.
+    """
+    images: dict[str, dict[str, object]] = {}
     for variable in IMAGE_VARIABLES:
         ref = env.get(variable)
         if not ref:
             raise BundleError(f"{variable} is not set in the env file")
-        if subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode != 0:
+        tag, _, digest = ref.partition("@")
+        if inspect(ref, "{{.Id}}") is None:
             if variable in OWN_IMAGES:  # a registry might hold a stranger's image of that name
                 raise BundleError(f"{ref} is not built on this machine: run `make build` first")
             print(f"pulling {ref}", file=sys.stderr)
             run("docker", "pull", ref)
-        image_id = run("docker", "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
-        images[variable] = {"ref": ref, "id": image_id, "file": "images/images.tar"}
+        if digest:
+            run("docker", "tag", ref, tag)  # a pull by digest leaves no tag to save
+        elif variable not in OWN_IMAGES:
+            name = tag.rpartition(":")[0]
+            pulled = json.loads(inspect(tag, "{{json .RepoDigests}}") or "[]")
+            digest = next((d.partition("@")[2] for d in pulled if d.partition("@")[0] == name), "")
+            known = f"records the digest this machine pulled, {digest}" if digest else "knows no registry digest"
+            print(f"note: {variable}={ref} is not pinned by digest (python3 scripts/pin-images.py pins it); "
+                  f"the bundle {known}", file=sys.stderr)  # fmt: skip
+        images[variable] = {
+            "ref": tag,  # what docker load gives back
+            "pinned": ref,  # as .env has it
+            "digest": digest or None,  # the registry's (index) digest; none for the images built here
+            "id": inspect(tag, "{{.Id}}"),
+            "layers": json.loads(inspect(tag, "{{json .RootFS.Layers}}") or "[]"),
+            "file": "images/images.tar",
+        }
     (out / "images").mkdir(parents=True, exist_ok=True)
-    refs = [image["ref"] for image in images.values()]
+    refs = [str(image["ref"]) for image in images.values()]
     print(f"saving {len(refs)} images -> images/images.tar", file=sys.stderr)
     run("docker", "save", "-o", str(out / "images" / "images.tar"), *refs)
     return images
@@ -148,13 +174,21 @@ def offline_kit(out: Path, env_file: Path) -> None:
 
     offline.env is this machine's .env with OFFLINE=1 and WHEELS=offline, and the two secrets
     emptied (the site's first start makes its own): the same images and models as the bundle.
+    Images pinned by digest are named by their tag there, which is all `docker load` gives back;
+    the digest stays on the line above, as a comment.
     """
     for name in ("load-bundle.py", "bundle_format.py"):
         shutil.copy2(ROOT / "scripts" / name, out / name)
     lines = []
     for line in env_file.read_text().splitlines():
-        name = line.partition("=")[0].strip()
-        if name in ("DASHBOARD_TOKEN", "OTLP_API_KEY"):
+        name, _, value = line.partition("=")
+        name = name.strip()
+        if name in IMAGE_VARIABLES and "@" in value:
+            lines.append(
+                f"# {value.strip()} where it was pulled; loaded from the bundle by tag (load-bundle.py checks it)"
+            )
+            line = f"{name}={value.strip().partition('@')[0]}"
+        elif name in ("DASHBOARD_TOKEN", "OTLP_API_KEY"):
             line = f"{name}="
         elif name == "OFFLINE":
             line = "OFFLINE=1"

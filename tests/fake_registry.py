@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import tarfile
 import threading
 from dataclasses import dataclass, field
@@ -99,8 +100,9 @@ def _file_sha256(path: Path) -> str:
 class FakeRegistry:
     """Run with `with FakeRegistry() as registry:`; `registry.host` is 127.0.0.1:PORT."""
 
-    def __init__(self, content: Content | None = None, digest_header: bool = True) -> None:
+    def __init__(self, content: Content | None = None, digest_header: bool = True, log: bool = False) -> None:
         self.content = content or Content()
+        self.log = log
         self.digest_header = digest_header
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
@@ -130,6 +132,8 @@ class FakeRegistry:
             def _serve(self, body: bool) -> None:
                 url = urlsplit(self.path)
                 registry.content.requests.append((self.command, url.path, dict(self.headers)))
+                if registry.log:
+                    print(self.command, url.path, self.headers.get("Accept"), file=sys.stderr)
                 if url.path == "/token":
                     scope = parse_qs(url.query).get("scope", [""])[0]
                     return self._send(200, "application/json", json.dumps({"token": f"t-{scope}"}).encode(), body)
@@ -150,7 +154,9 @@ class FakeRegistry:
                 if digest not in registry.content.manifests:
                     return self._send(404, "application/json", b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', body)
                 media_type, raw = registry.content.manifests[digest]
-                if media_type == INDEX and INDEX not in self.headers.get("Accept", ""):
+                accept = ", ".join(self.headers.get_all("Accept") or [])
+                takes_lists = INDEX in accept or "manifest.list.v2+json" in accept
+                if media_type == INDEX and not takes_lists and not reference.startswith("sha256:"):
                     # Docker Hub's answer to a client that takes no index: the amd64 manifest.
                     amd64 = next(m for m in json.loads(raw)["manifests"] if m["platform"]["architecture"] == "amd64")
                     digest = amd64["digest"]

@@ -1,9 +1,16 @@
-"""Air-gapped operation, proven: make a bundle, wipe the machine, load the bundle, plan offline."""
+"""Air-gapped operation, proven: make a bundle, wipe the machine, load the bundle, plan offline.
+
+The connected machine is faithful: the three images the stack pulls come from a registry (a fake one
+on loopback, serving this session's stand-ins and base behind real indexes), .env names them by tag
+only, scripts/pin-images.py pins them by digest, and compose pulls them by digest. So the bundle is
+made from images pulled by digest, as on a user's machine, and the offline side gets them by tag.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -12,11 +19,14 @@ import time
 
 import pytest
 from containers.compose_stack import make_stack
-from containers.docker_host import ROOT, log
+from containers.docker_host import ROOT, log, sh
+from fake_registry import FakeRegistry
 
 pytestmark = pytest.mark.containers
 
 IMAGE_VARIABLES = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "PYTHON_IMAGE", "ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")
+PULLED = {"OLLAMA_IMAGE": "ollama/ollama:0.12.6", "DASHBOARD_IMAGE": "dotnet/aspire-dashboard:9.5",
+          "PYTHON_IMAGE": "library/python:3.13.9-slim-trixie"}  # fmt: skip
 
 
 def script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -25,10 +35,57 @@ def script(name: str, *args: str, env: dict[str, str] | None = None) -> subproce
 
 
 @pytest.fixture(scope="module")
-def bundle(container_host, tmp_path_factory):
+def registry(container_host, tmp_path_factory):
+    """The pulled images as their registries serve them; yields the .env values that name them by tag."""
+    work = tmp_path_factory.mktemp("registry")
+    started = time.monotonic()
+    with FakeRegistry() as registry:
+        tags = {}
+        for variable, path in PULLED.items():
+            repository, _, tag = path.partition(":")
+            sh("docker", "save", "-o", str(work / f"{variable}.tar"), container_host.env[variable])
+            registry.content.add_saved_image(repository, tag, work / f"{variable}.tar", work / variable)
+            (work / f"{variable}.tar").unlink()
+            tags[variable] = f"{registry.host}/{path}"
+        log(f"fake registry {registry.host} serves {len(tags)} images ({time.monotonic() - started:.1f} s)")
+        yield registry, tags
+    _restore_session_tags(container_host, tags)
+    for tag in tags.values():  # the session's own names stay
+        subprocess.run(["docker", "rmi", tag], capture_output=True)
+
+
+def _restore_session_tags(container_host, tags: dict[str, str]) -> None:
+    """The offline test wipes the images; later tests need this session's names for them back."""
+    for variable, tag in tags.items():
+        session = container_host.env[variable]
+        if subprocess.run(["docker", "image", "inspect", session], capture_output=True).returncode != 0:
+            subprocess.run(["docker", "tag", tag, session], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def bundle(container_host, registry, tmp_path_factory):
     """A bundle made from a seeded test stack, the way an operator makes one on a connected machine."""
-    stack = make_stack(container_host.env_file, files=["docker-compose.yml"], profiles=["cpu"])
-    stack.up()
+    fake, tags = registry
+    connected = tmp_path_factory.mktemp("connected")
+    env_file = connected / ".env"
+    text = container_host.env_file.read_text()
+    for variable, tag in tags.items():
+        text = re.sub(rf"^{variable}=.*$", f"{variable}={tag}", text, flags=re.M)
+    env_file.write_text(text)
+    kustomization = connected / "kustomization.yaml"  # the Kubernetes files are tested elsewhere
+    kustomization.write_text("images: []\n")
+    pinned = script("pin-images.py", "--env-file", str(env_file), "--kustomization", str(kustomization),
+                    "--offline-component", str(kustomization))  # fmt: skip
+    assert pinned.returncode == 0, pinned.stderr
+    refs = dict(re.findall(r"^(\w+_IMAGE)=(.*)$", env_file.read_text(), flags=re.M))
+    for variable, tag in tags.items():
+        assert refs[variable] == f"{tag}@{served(fake, variable)}"
+        assert subprocess.run(["docker", "image", "inspect", refs[variable]], capture_output=True).returncode != 0
+    # As the shipped .env has it: the dashboard by tag only (pulled by tag; the bundle records its digest).
+    env_file.write_text(env_file.read_text().replace(refs["DASHBOARD_IMAGE"], tags["DASHBOARD_IMAGE"]))
+
+    stack = make_stack(env_file, files=["docker-compose.yml"], profiles=["cpu"])
+    stack.up()  # pulls the pinned images by digest from the registry
     out = tmp_path_factory.mktemp("bundle") / "offline-agents-bundle"
     started = time.monotonic()
     made = script("make-bundle.py", "--out", str(out), "--env-file", stack.compose.env_file[0],
@@ -36,13 +93,42 @@ def bundle(container_host, tmp_path_factory):
     log(f"make-bundle took {time.monotonic() - started:.1f} s: {made.stdout.strip()}")
     stack.down(volumes=True)
     assert made.returncode == 0, made.stderr
+    assert (
+        f"note: DASHBOARD_IMAGE={tags['DASHBOARD_IMAGE']} is not pinned by digest (python3 scripts/pin-images.py "
+        f"pins it); the bundle records the digest this machine pulled, {served(fake, 'DASHBOARD_IMAGE')}"
+    ) in made.stderr
     yield out, stack.env
 
 
-def test_the_manifest_lists_every_file_image_and_model(bundle):
+def served(fake: FakeRegistry, variable: str) -> str:
+    """The index digest the registry serves for the variable's tag."""
+    repository, _, tag = PULLED[variable].partition(":")
+    return fake.content.tags[(repository, tag)]
+
+
+def test_compose_pulled_the_pinned_images_by_digest(bundle, registry):
+    _, env = bundle
+    fake, tags = registry
+    for variable in tags:
+        digest = served(fake, variable)
+        assert env[variable] == (tags[variable] if variable == "DASHBOARD_IMAGE" else f"{tags[variable]}@{digest}")
+        pulled = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", env[variable]],
+                                capture_output=True, text=True)  # fmt: skip
+        assert f"{tags[variable].rpartition(':')[0]}@{digest}" in json.loads(pulled.stdout), variable
+    asked = {path for method, path, _ in fake.content.requests if "/manifests/sha256:" in path}
+    assert any("/ollama/ollama/manifests/" in path for path in asked)
+
+
+def test_the_manifest_lists_every_file_image_and_model(bundle, registry):
     out, env = bundle
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {v: i["ref"] for v, i in manifest["images"].items()} == {v: env[v] for v in IMAGE_VARIABLES}
+    assert {v: i["pinned"] for v, i in manifest["images"].items()} == {v: env[v] for v in IMAGE_VARIABLES}
+    for variable, image in manifest["images"].items():
+        # Pulled by digest, saved by tag (docker load gives back tags only); the digest is recorded.
+        tag = env[variable].partition("@")[0]
+        digest = served(registry[0], variable) if variable in PULLED else None  # pinned or not, the registry's
+        assert image["ref"] == tag and image["digest"] == digest, variable
+        assert image["layers"] and all(layer.startswith("sha256:") for layer in image["layers"])
     (model,) = manifest["models"]
     assert model["name"] == "phi4-mini" and model["digest"].startswith("sha256:")
     assert model["size"] > 2e9  # the size Ollama's manifest declares: what the real model weighs
@@ -81,21 +167,26 @@ def test_a_damaged_bundle_is_refused_before_anything_is_loaded(bundle, tmp_path,
         shutil.copy2(backup, target)
 
 
-def test_an_offline_machine_loads_the_bundle_and_plans(bundle, tmp_path):
+def test_an_offline_machine_loads_the_bundle_and_plans(container_host, registry, bundle, tmp_path):
     """docs/air-gapped.md, step 2, as written: the bundle's own loader, its source and offline.env."""
     out, env = bundle
-    # The offline machine: none of the stack's images, no model volume.
-    for variable in IMAGE_VARIABLES:
-        subprocess.run(["docker", "rmi", "-f", env[variable]], capture_output=True)
-    for variable in IMAGE_VARIABLES:
-        gone = subprocess.run(["docker", "image", "inspect", env[variable]], capture_output=True)
-        assert gone.returncode != 0, env[variable]
+    # The offline machine: none of the stack's images, by any name, no model volume.
+    names = {name for v in IMAGE_VARIABLES for name in (env[v], env[v].partition("@")[0], container_host.env[v])}
+    for name in names:
+        subprocess.run(["docker", "rmi", "-f", name], capture_output=True)
+    for name in names:
+        assert subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode != 0, name
 
     site = tmp_path / "offline-agents"
     site.mkdir()
     subprocess.run(["tar", "-C", str(site), "-xf", str(out / "source" / "offline-agents.tar")], check=True)
     shutil.copy2(out / "offline.env", site / ".env")
-    assert "OFFLINE=1" in (site / ".env").read_text() and "WHEELS=offline" in (site / ".env").read_text()
+    offline_env = (site / ".env").read_text()
+    assert "OFFLINE=1" in offline_env and "WHEELS=offline" in offline_env
+    for variable in PULLED:  # by tag, what docker load gives back; a pinned digest kept as a comment
+        tag, _, digest = env[variable].partition("@")
+        assert f"\n{variable}={tag}\n" in offline_env
+        assert (f"# {tag}@{digest} where it was pulled" in offline_env) == bool(digest), variable
     stack = make_stack(site / ".env", files=["docker-compose.yml"], profiles=["cpu"], context=site)
     volume = f"{stack.project}_ollama-models"
 
@@ -108,6 +199,9 @@ def test_an_offline_machine_loads_the_bundle_and_plans(bundle, tmp_path):
     log(f"load-bundle took {time.monotonic() - started:.1f} s")
     assert loaded.returncode == 0, loaded.stderr
     assert "phi4-mini:latest" in loaded.stdout
+    for variable in PULLED:
+        assert f"{env[variable].partition('@')[0]} (registry digest {served(registry[0], variable)})" in loaded.stdout
+    _restore_session_tags(container_host, registry[1])
     again = load()  # harmless the second time
     assert again.returncode == 0 and "images already loaded" in again.stderr
     try:
