@@ -19,12 +19,14 @@ dashboard: compose-check ## print the dashboard's login address (the token is ma
 build: compose-check ## (re)build the project images after a code change (WHEELS=offline: from ./wheels, no network)
 	$(COMPOSE) build
 
+# `seed` runs first, in this terminal, to show the download's progress; `up` then starts the
+# seeding job again (compose reruns one-shots), which OLLAMA_SEEDED=1 tells to skip its check.
 up-cpu: compose-check seed ## start the stack for CPU inference; example: make up-cpu
-	$(COMPOSE) --profile cpu up -d --wait
+	OLLAMA_SEEDED=1 $(COMPOSE) --profile cpu up -d --wait
 	@$(MAKE) --no-print-directory reach
 
 up-gpu: compose-check seed ## start the stack on NVIDIA GPUs (set OLLAMA_MODEL for GPU in .env); example: make up-gpu
-	$(COMPOSE) --profile gpu up -d --wait
+	OLLAMA_SEEDED=1 $(COMPOSE) --profile gpu up -d --wait
 	@$(MAKE) --no-print-directory reach
 
 stack-running: ## fail at once, saying how to start it, when no Ollama of the stack runs

@@ -10,6 +10,14 @@ set -euo pipefail
 wanted="${OLLAMA_MODEL:?OLLAMA_MODEL is not set (see .env)} ${OLLAMA_EXTRA_MODELS:-}"
 wanted="${wanted//,/ }"
 
+# `make up-cpu` runs this job in the terminal first (to show progress), then `up`, which starts it
+# again: that second start has nothing to do.
+if [ "${OLLAMA_SEEDED:-0}" = 1 ]; then
+  read -ra names <<<"$wanted"
+  echo "models seeded just before this start (make seed): ${names[*]}"
+  exit 0
+fi
+
 export OLLAMA_HOST=127.0.0.1:11434
 ollama serve >/tmp/ollama-seed-server.log 2>&1 &
 server=$!

@@ -261,3 +261,27 @@ def test_make_chat_with_the_stack_down_says_how_to_start_it_at_once(tmp_path):
     assert done.returncode != 0
     assert "error: the stack is not running (no Ollama): start it with make up-cpu or make up-gpu" in done.stderr
     assert "run --rm orchestrator" not in done.stdout  # nothing was started
+
+
+def test_make_up_runs_the_seeding_job_once(tmp_path, configs):
+    """Before: `make up-cpu` ran the seeding job in the terminal (for its progress), then `up` ran it
+    again, as compose reruns one-shot services. Now `up`'s start of it is told, and says so."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "docker"
+    fake.write_text('#!/bin/sh\nif [ "$1 $2" = "compose version" ]; then echo 2.40.0; exit 0; fi\n'
+                    f'echo "OLLAMA_SEEDED=${{OLLAMA_SEEDED:-}} $*" >> {calls}\n')  # fmt: skip
+    fake.chmod(0o755)
+    done = subprocess.run(["make", "--no-print-directory", "up-cpu"], capture_output=True, text=True, cwd=ROOT,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines() == [
+        "OLLAMA_SEEDED= compose run --rm ollama-seed",
+        "OLLAMA_SEEDED=1 compose --profile cpu up -d --wait",
+    ]
+    for config in configs.values():  # a plain `up` checks
+        assert config["services"]["ollama-seed"]["environment"]["OLLAMA_SEEDED"] == "0"
+    skipped = subprocess.run(["bash", "scripts/seed-models.sh"], capture_output=True, text=True, cwd=ROOT,
+                             env={"PATH": "/usr/bin:/bin", "OLLAMA_MODEL": "phi4-mini", "OLLAMA_SEEDED": "1",
+                                  "OLLAMA_EXTRA_MODELS": "qwen2.5:7b,llama3.2:3b"})  # fmt: skip
+    assert skipped.returncode == 0 and skipped.stderr == ""
+    assert skipped.stdout == "models seeded just before this start (make seed): phi4-mini qwen2.5:7b llama3.2:3b\n"

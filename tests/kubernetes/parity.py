@@ -46,6 +46,9 @@ KUBERNETES_ONLY_ENV = {
     "Deployment/ollama": {"HOME", "NVIDIA_VISIBLE_DEVICES"},
     "Job/ollama-seed": {"HOME", "NVIDIA_VISIBLE_DEVICES"},
 }
+# Variables compose sets that Kubernetes does not: OLLAMA_SEEDED comes from `make up-*`, which runs
+# the seeding job in the terminal first and then tells `up`'s start of it that nothing is left to do.
+COMPOSE_ONLY_ENV = {"ollama-seed": {"OLLAMA_SEEDED"}}
 # The official Ollama image runs as root, so in compose $HOME is /root.
 COMPOSE_HOME = "/root"
 
@@ -219,7 +222,8 @@ def check_environment(i: Inputs) -> list[str]:
     """Same variable names with the same makings (literals and setting names) in both."""
     problems = []
     for service, pod in i.pairs():
-        wanted = compose_env(i.service(service))
+        only = COMPOSE_ONLY_ENV.get(service, set())
+        wanted = {name: value for name, value in compose_env(i.service(service)).items() if name not in only}
         for container in pod.spec["containers"]:
             env, helpers = kubernetes_env(container)
             helpers -= set(wanted)  # a setting compose has too is compared, not folded away
@@ -239,9 +243,10 @@ def check_settings_source(i: Inputs) -> list[str]:
     the Secret exactly the generated secrets; every reference points at a key that exists."""
     problems = []
     used = set()
-    for service in i.compose["services"].values():
-        for value in compose_env(service).values():
-            used |= set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", value))
+    for name, service in i.compose["services"].items():
+        for variable, value in compose_env(service).items():
+            if variable not in COMPOSE_ONLY_ENV.get(name, set()):
+                used |= set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", value))
     config = find(i.docs, "ConfigMap", CONFIG_MAP, prefix=True).get("data", {})
     # The Secret is made in the cluster by the secrets Job (`main.py secrets --kubernetes`), with the
     # files `main.py secrets` writes into compose's volume; nothing renders it.
