@@ -1,8 +1,10 @@
-"""What make-bundle.py writes and load-bundle.py reads: the bundle's layout, checksums, errors."""
+"""What make-bundle.py writes and load-bundle.py reads: the bundle's layout, checksums, errors; and
+the .env reader the scripts beside it share."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 MODELS_IN_VOLUME = "/root/.ollama/models"  # Ollama's store inside its image (OLLAMA_MODELS)
@@ -18,3 +20,19 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_env(source: Path | str) -> dict[str, str]:
+    """KEY=VALUE lines (of a file, or given) as compose reads them: comments, blank lines, matching
+    quotes, and a ` # comment` after an unquoted value dropped."""
+    values: dict[str, str] = {}
+    for line in (source.read_text() if isinstance(source, Path) else source).splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            name, _, value = line.partition("=")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            else:
+                value = re.sub(r"\s+#.*$", "", value)
+            values[name.strip()] = value
+    return values

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundle_format import MODELS_IN_VOLUME, BundleError, sha256_of  # beside this script
+from bundle_format import MODELS_IN_VOLUME, BundleError, read_env, sha256_of  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_VARIABLES = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "PYTHON_IMAGE", "ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")
@@ -32,19 +32,6 @@ def run(*command: str, **kwargs) -> subprocess.CompletedProcess[str]:
     if done.returncode != 0:
         raise BundleError(f"{' '.join(command[:3])} ... failed: {(done.stderr or done.stdout).strip()[:300]}")
     return done
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines as compose reads them: comments, blank lines and matching quotes dropped."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            name, _, value = line.partition("=")
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            values[name.strip()] = value
-    return values
 
 
 OWN_IMAGES = ("ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")  # built here, never pulled
@@ -73,6 +60,13 @@ def inspect(ref: str, template: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def short_name(name: str) -> str:
+    """Docker Hub's names as Docker shows them: docker.io/library/python -> python."""
+    for prefix in ("docker.io/", "index.docker.io/", "library/"):
+        name = name.removeprefix(prefix)
+    return name
+
+
 def save_images(env: dict[str, str], out: Path) -> dict[str, dict[str, object]]:
     """All pinned images in one `docker save`: layers they share (the Python base) are stored once.
 
@@ -94,9 +88,9 @@ def save_images(env: dict[str, str], out: Path) -> dict[str, dict[str, object]]:
         if digest:
             run("docker", "tag", ref, tag)  # a pull by digest leaves no tag to save
         elif variable not in OWN_IMAGES:
-            name = tag.rpartition(":")[0]
+            name = short_name(tag.rpartition(":")[0])
             pulled = json.loads(inspect(tag, "{{json .RepoDigests}}") or "[]")
-            digest = next((d.partition("@")[2] for d in pulled if d.partition("@")[0] == name), "")
+            digest = next((d.partition("@")[2] for d in pulled if short_name(d.partition("@")[0]) == name), "")
             known = f"records the digest this machine pulled, {digest}" if digest else "knows no registry digest"
             print(f"note: {variable}={ref} is not pinned by digest (python3 scripts/pin-images.py pins it); "
                   f"the bundle {known}", file=sys.stderr)  # fmt: skip
@@ -181,13 +175,11 @@ def offline_kit(out: Path, env_file: Path) -> None:
         shutil.copy2(ROOT / "scripts" / name, out / name)
     lines = []
     for line in env_file.read_text().splitlines():
-        name, _, value = line.partition("=")
-        name = name.strip()
-        if name in IMAGE_VARIABLES and "@" in value:
-            lines.append(
-                f"# {value.strip()} where it was pulled; loaded from the bundle by tag (load-bundle.py checks it)"
-            )
-            line = f"{name}={value.strip().partition('@')[0]}"
+        name = line.partition("=")[0].strip()
+        pinned = read_env(line).get(name, "") if name in IMAGE_VARIABLES else ""
+        if "@" in pinned:
+            lines.append(f"# {pinned} where it was pulled; loaded from the bundle by tag (load-bundle.py checks it)")
+            line = f"{name}={pinned.partition('@')[0]}"
         elif name in ("DASHBOARD_TOKEN", "OTLP_API_KEY"):
             line = f"{name}="
         elif name == "OFFLINE":

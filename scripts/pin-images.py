@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -30,8 +31,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundle_format import read_env  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 PULLED = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "PYTHON_IMAGE")  # the project's own images are built, not pulled
+KUBERNETES_RUNS = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE")  # the Python base is only built from
 KUSTOMIZATION = ROOT / "deploy" / "kubernetes" / "base" / "kustomization.yaml"
 # Air-gapped clusters import the bundle's images into their nodes, which keeps tags but not the
 # registry's digests: this component runs the pulled images by tag (kept in step here).
@@ -48,7 +52,7 @@ ACCEPT = ", ".join([
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # [registry/]path[:tag][@sha256:...], as Docker reads an image reference.
 REFERENCE = re.compile(
-    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+(?=/))?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 
@@ -80,7 +84,11 @@ def parse(variable: str, value: str) -> Reference:
     if rest and ("." in first or ":" in first or first == "localhost"):
         registry, repository = first, rest
     else:
-        registry, repository = DOCKER_HUB, name if rest else f"library/{name}"
+        registry, repository = DOCKER_HUB, name
+    if registry in ("index.docker.io", "registry-1.docker.io"):
+        registry = DOCKER_HUB
+    if registry == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"  # Docker Hub's official images
     return Reference(registry, repository, name, tag, match["digest"])
 
 
@@ -102,20 +110,24 @@ class Registry:
     def __init__(self, mirrors: dict[str, str], ca_bundle: Path | None, timeout: float = 30) -> None:
         self.mirrors = mirrors
         self.timeout = timeout
-        self.context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+        try:
+            self.context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+        except (ssl.SSLError, OSError) as error:
+            raise PinError(f"{ca_bundle} is not a CA bundle ({error}): put the PEM certificates of the site's "
+                           "proxy in it, or remove it") from None  # fmt: skip
 
     def digest(self, ref: Reference) -> str:
         origin, prefix = base_url(ref.registry, self.mirrors)
         path = "/".join(filter(None, [prefix, ref.repository]))
         url = f"{origin}/v2/{path}/manifests/{urllib.parse.quote(ref.tag)}"
         headers = {"Accept": ACCEPT}
-        response = self._request("HEAD", url, headers, ref, allow_401=True)
-        if response.status == 401:
-            headers["Authorization"] = "Bearer " + self._token(response.headers.get("WWW-Authenticate", ""), path, ref)
-            response = self._request("HEAD", url, headers, ref)
-        digest = response.headers.get("Docker-Content-Digest", "")
+        status, answer, _ = self._fetch("HEAD", url, headers, ref, allow_401=True)
+        if status == 401:
+            headers["Authorization"] = "Bearer " + self._token(answer.get("WWW-Authenticate", ""), path, ref)
+            status, answer, _ = self._fetch("HEAD", url, headers, ref)
+        digest = answer.get("Docker-Content-Digest", "")
         if not DIGEST.fullmatch(digest):  # a registry may leave the header out: the digest of the body is the same
-            body = self._request("GET", url, headers, ref).read()
+            _, _, body = self._fetch("GET", url, headers, ref)
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
         return digest
 
@@ -128,18 +140,21 @@ class Registry:
         query = {"service": fields.get("service", ""), "scope": fields.get("scope", f"repository:{path}:pull")}
         url = fields["realm"] + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
         try:
-            token = json.loads(self._request("GET", url, {}, ref).read())
+            token = json.loads(self._fetch("GET", url, {}, ref)[2])
             return token.get("token") or token["access_token"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise PinError(f"{ref.registry}'s token service answered something that is not a token") from None
 
-    def _request(self, method: str, url: str, headers: dict[str, str], ref: Reference, allow_401: bool = False):
+    def _fetch(self, method: str, url: str, headers: dict[str, str], ref: Reference, allow_401: bool = False):
+        """(status, headers, body) of one request; every way it can fail becomes one PinError line."""
+        host = urllib.parse.urlsplit(url).netloc
         request = urllib.request.Request(url, method=method, headers=headers)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout, context=self.context)
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             if error.code == 401 and allow_401:
-                return error
+                return error.code, error.headers, b""
             if error.code == 404:
                 raise PinError(
                     f"{ref.registry} has no {ref.name}:{ref.tag}: check the tag in .env "
@@ -151,63 +166,70 @@ class Registry:
             raise PinError(
                 f"{ref.registry} answered HTTP {error.code} for {ref.name}:{ref.tag}; try again later"
             ) from None
-        except ssl.SSLCertVerificationError as error:
-            host = urllib.parse.urlsplit(url).netloc
-            raise PinError(
-                f"{host}'s certificate is not trusted ({error.verify_message}): "
-                "behind a TLS-inspecting proxy, put its CA in certs/ca-bundle.pem"
-            ) from None
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as error:
             reason = getattr(error, "reason", error)
-            raise PinError(f"cannot reach {urllib.parse.urlsplit(url).netloc} ({reason}): run this on a connected "
-                           "machine; behind a proxy set HTTPS_PROXY; with a mirror, --mirror") from None  # fmt: skip
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise PinError(
+                    f"{host}'s certificate is not trusted ({reason.verify_message}): behind a "
+                    "TLS-inspecting proxy, put its CA in certs/ca-bundle.pem (or --ca-bundle)"
+                ) from None
+            raise PinError(f"cannot reach {host} ({reason}): run this on a connected machine; behind a proxy "
+                           "set HTTPS_PROXY; with a mirror, --mirror") from None  # fmt: skip
 
 
-def read_env(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip().strip("'\"")
-    return values
+def read_exact(path: Path) -> str:
+    """The file's text with its line endings as they are (CRLF stays CRLF)."""
+    with path.open(newline="") as handle:
+        return handle.read()
 
 
-def rewrite(path: Path, replace) -> bool:
-    """Apply replace(text) -> text; write atomically, keeping the file's mode. True when it changed."""
-    text = path.read_text()
-    new = replace(text)
-    if new == text:
-        return False
+def write_exact(path: Path, text: str) -> None:
+    """Write atomically, keeping the file's mode and line endings."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(new)
-    os.chmod(partial, path.stat().st_mode & 0o7777)
-    partial.replace(path)
-    return True
+    try:
+        with partial.open("w", newline="") as handle:
+            handle.write(text)
+        os.chmod(partial, path.stat().st_mode & 0o7777)
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise PinError(f"cannot write {path} ({error.strerror or error}): check its permissions") from None
 
 
 def pin_env(text: str, pins: dict[str, str]) -> str:
+    """Give each variable its pinned value, keeping quotes and a trailing comment; drop a `# Not pinned
+    yet:` note (and the comment lines that continue it) right above the line."""
     for variable, value in pins.items():
-        text = re.sub(rf"^({re.escape(variable)}\s*=\s*).*$", lambda m, v=value: m.group(1) + v, text, flags=re.M)
+        line = re.compile(
+            rf"^(?:# Not pinned yet:[^\n]*\n(?:#[^\n]*\n)*?)?(?P<key>{re.escape(variable)}[ \t]*=[ \t]*)"
+            r"(?P<quote>['\"]?)[^\s'\"#]*(?P=quote)(?P<rest>[^\r\n]*)",
+            re.M,
+        )
+        text = line.sub(lambda m, v=value: m["key"] + m["quote"] + v + m["quote"] + m["rest"], text)
     return text
 
 
-def pin_kustomization(text: str, images: dict[str, tuple[str, str | None]]) -> str:
-    """Set newTag (and digest, where given) in the `images:` entry of each name; entries without one lose it."""
+def pin_kustomization(text: str, images: dict[str, tuple[str, str | None]]) -> tuple[str, list[str]]:
+    """Set newTag (and digest, where given) in the `images:` entry of each name; entries without one lose it.
+    Returns the new text and the names that have no entry."""
     lines = text.splitlines(keepends=True)
+    missing = []
     for name, (tag, digest) in images.items():
-        entry = re.compile(rf"^(\s*)- name: {re.escape(name)}\s*$")
+        entry = re.compile(rf"^(\s*)- name: ['\"]?{re.escape(name)}['\"]?\s*(?:#.*)?$")
         starts = [n for n, line in enumerate(lines) if entry.match(line)]
         if not starts:
-            continue  # this file does not run the image (the Python base is only built from)
+            missing.append(name)
+            continue
         first = starts[0]
         indent = entry.match(lines[first]).group(1) + "  "
+        newline = "\r\n" if lines[first].endswith("\r\n") else "\n"
         end = first + 1
         while end < len(lines) and lines[end].startswith(indent) and not lines[end][len(indent) :].startswith(" "):
             end += 1
         own = [line for line in lines[first + 1 : end] if not line[len(indent) :].startswith(("newTag:", "digest:"))]
-        pinned = [f'{indent}newTag: "{tag}"\n', *([f"{indent}digest: {digest}\n"] if digest else [])]
+        pinned = [f'{indent}newTag: "{tag}"{newline}', *([f"{indent}digest: {digest}{newline}"] if digest else [])]
         lines[first + 1 : end] = [*own, *pinned]
-    return "".join(lines)
+    return "".join(lines), missing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ca_bundle = args.ca_bundle or (ROOT / "certs" / "ca-bundle.pem")
     try:
-        mirrors = dict(m.split("=", 1) for m in args.mirror if "=" in m)
-        if len(mirrors) != len(args.mirror):
-            raise PinError("--mirror takes REGISTRY=URL, e.g. docker.io=https://mirror.example.org")
+        mirrors = {}
+        for mirror in args.mirror:
+            registry_name, _, url = mirror.partition("=")
+            if not registry_name or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                raise PinError(f"--mirror {mirror}: write REGISTRY=URL, e.g. docker.io=https://mirror.example.org")
+            mirrors[registry_name] = url
         if args.ca_bundle and not args.ca_bundle.is_file():
             raise PinError(f"--ca-bundle {args.ca_bundle} does not exist")
         if not args.env_file.is_file():
@@ -241,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             if not env.get(variable):
                 raise PinError(f"{variable} is not set in {args.env_file}")
             refs[variable] = parse(variable, env[variable])
-        registry = Registry(mirrors, ca_bundle if ca_bundle.is_file() else None)
+        registry = Registry(mirrors, ca_bundle if ca_bundle.is_file() and ca_bundle.stat().st_size else None)
         current = {}
         for variable, ref in refs.items():
             print(f"asking {ref.registry} for {ref.name}:{ref.tag}", file=sys.stderr)
@@ -263,14 +288,31 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     pins = {variable: refs[variable].pinned(current[variable]) for variable in refs}
-    changed = [str(args.env_file)] if rewrite(args.env_file, lambda text: pin_env(text, pins)) else []
-    tags = {ref.name: ref.tag for ref in refs.values()}
-    for path, digests in ((args.kustomization, current), (args.offline_component, {})):
-        images = {refs[v].name: (tags[refs[v].name], digests.get(v)) for v in refs}
-        if path.is_file() and rewrite(path, lambda text, images=images: pin_kustomization(text, images)):
-            changed.append(str(path))
+    try:
+        changed = write_all(args, refs, current, pins)
+    except PinError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"updated {', '.join(changed)}" if changed else "all pins current; nothing changed", file=sys.stderr)
     return 0
+
+
+def write_all(args: argparse.Namespace, refs: dict[str, Reference], current: dict[str, str], pins: dict[str, str]):
+    """Work out every file's new text first, then write them: a problem found changes no file."""
+    texts = {args.env_file: pin_env(read_exact(args.env_file), pins)}
+    for path, digests in ((args.kustomization, current), (args.offline_component, {})):
+        if not path.is_file():
+            continue
+        images = {refs[v].name: (refs[v].tag, digests.get(v)) for v in refs}
+        texts[path], missing = pin_kustomization(read_exact(path), images)
+        unpinned = [refs[v].name for v in KUBERNETES_RUNS if refs[v].name in missing]
+        if unpinned:
+            raise PinError(f"{path} has no images entry named {', '.join(unpinned)}: name the image there as .env "
+                           "does, or Kubernetes would run another version")  # fmt: skip
+    changed = [path for path, text in texts.items() if text != read_exact(path)]
+    for path in changed:
+        write_exact(path, texts[path])
+    return [str(path) for path in changed]
 
 
 if __name__ == "__main__":
