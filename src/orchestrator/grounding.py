@@ -188,3 +188,60 @@ def facts_used(text: str, results: Iterable[tuple[str, Any]], request: str = "")
     used = {value for value in named if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", lowered)}
     grounded = {g["figure"] for g in check(text, results)["grounded"]}
     return len(used) + len(grounded)
+
+
+# "On 2026-01-15, Reykjavik is 5 h ahead of New York." (the time_difference tool's summary)
+_TOOL_DIRECTION = re.compile(r"^On [\d-]+, (?P<b>.+?) is (?P<n>\d+(?:\.\d+)?) h (?P<dir>ahead of|behind) (?P<a>.+)\.$")
+_PLACE = r"[A-Z][\w'’.-]*(?:[ -](?:[A-Z][\w'’.-]*|de|da|do|del|la|le|am|upon))*"
+# "New York City is 5 hours ahead of Reykjavik", "Lisbon is 1 hour behind Paris"
+_CLAIMED_DIRECTION = re.compile(
+    rf"(?P<x>{_PLACE}) (?:is|are|runs|will be) (?P<n>\d+(?:\.\d+)?) ?(?:hours?|hrs?|h)\b(?: (?:of time|later|earlier))?"
+    rf" (?P<dir>ahead of|behind) (?:the time in )?(?P<y>{_PLACE})"
+)
+
+
+def _same_place(written: str, known: str) -> bool:
+    """'New York City' and 'New York', 'Reykjavik' and 'Reykjavík': one place, as a model may write it."""
+    a, b = _plain(written), _plain(known)
+    return bool(a and b) and (a in b or b in a)
+
+
+def _plain(name: str) -> str:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    return re.sub(r"\s+", " ", "".join(c for c in decomposed if c.isalnum() or c.isspace())).strip()
+
+
+def correct_time_directions(text: str, results: Iterable[tuple[str, Any]]) -> tuple[str, list[str]]:
+    """The text with every "X is N hours ahead of/behind Y" that turns round what time_difference
+    returned put the right way round, and the corrected phrases. Small models keep the figure and
+    lose the direction (Qwen2.5-Coder-1.5B wrote "New York City is 5 hours ahead of Reykjavik")."""
+    known = []  # (place ahead, place behind, hours)
+    for name, result in results:
+        summary = result.get("summary") if name == "time_difference" and isinstance(result, dict) else None
+        match = _TOOL_DIRECTION.match(summary or "")
+        if match:
+            ahead, behind = (match["b"], match["a"]) if match["dir"] == "ahead of" else (match["a"], match["b"])
+            known.append((ahead, behind, float(match["n"])))
+    corrected = []
+
+    def fix(claim: re.Match[str]) -> str:
+        x, y, hours = claim["x"], claim["y"], float(claim["n"])
+        says_x_ahead = claim["dir"] == "ahead of"
+        for ahead, behind, n in known:
+            if abs(n - hours) > 0.01:
+                continue
+            if _same_place(x, ahead) and _same_place(y, behind):
+                x_ahead = True
+            elif _same_place(x, behind) and _same_place(y, ahead):
+                x_ahead = False
+            else:
+                continue
+            if x_ahead != says_x_ahead:
+                right = claim.group(0).replace(claim["dir"], "ahead of" if x_ahead else "behind", 1)
+                corrected.append(right)
+                return right
+        return claim.group(0)
+
+    return _CLAIMED_DIRECTION.sub(fix, text), corrected

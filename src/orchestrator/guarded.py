@@ -299,6 +299,16 @@ class Repaired:
     dropped: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Corrected:
+    """Workflow event data: the agent's answer is handed on with "X is N hours ahead of Y" turned the
+    right way round where it contradicted time_difference (the figure was right, the direction not)."""
+
+    agent: str
+    text: str
+    corrected: tuple[str, ...]
+
+
 def handoff_message(agent: str, task: str, notes: Sequence[tuple[str, str]]) -> Message:
     """One text content a teammate, so trimming for the context shortens each (context_budget)."""
     head = f"{HANDOFF_HEAD}, {agent}: {task}\n\nWhat the team found before you:\n"
@@ -455,6 +465,14 @@ class CheckedAgentExecutor(AgentExecutor):
             if again is not None:
                 raise UserError(failure_line(self.id, guard.model, again), ExitCode.TURN_FAILED)
             kept, response = [*exchange, *retry.messages], retry
+        results = [(c.name, c.result) for c in _succeeded() if c.result is not None]
+        fixed, corrected = grounding.correct_time_directions(final_text(kept), results)
+        if corrected:
+            await ctx.add_event(
+                WorkflowEvent("data", executor_id=self.id, data=Corrected(self.id, fixed, tuple(corrected)))
+            )
+            response = _repaired(response, fixed)
+            kept = list(_repaired(AgentResponse(messages=kept, agent_id=response.agent_id), fixed).messages)
         self._full_conversation = [*self._cache, *kept]
         await ctx.send_message(AgentExecutorResponse(self.id, response, full_conversation=self._full_conversation))
         self._cache.clear()

@@ -25,6 +25,7 @@ from .guarded import (
     FORCED,
     RECOVERED,
     CheckedAgentExecutor,
+    Corrected,
     GuardedChatClient,
     Repaired,
     Retrying,
@@ -457,6 +458,11 @@ class TravelPlanner:
                 current.output, current.repaired = event.data.text, list(event.data.dropped)
                 notify(f"{agent}: left out what it said with figures no tool returned "
                        f"({', '.join(event.data.dropped[:5])})")  # fmt: skip
+            elif event.type == "data" and isinstance(event.data, Corrected) and agent in by_name:
+                current = by_name[agent]
+                current.output = event.data.text
+                notify(f"{agent}: turned round a time difference the tool gives the other way: "
+                       f"{'; '.join(event.data.corrected[:3])}")  # fmt: skip
             elif event.type == "data" and isinstance(event.data, Retrying) and agent in by_name:
                 # The answer streamed so far is not handed on: the agent answers once more.
                 current = by_name[agent]

@@ -25,6 +25,7 @@ MISBEHAVIOURS = (
     "invent",
     "answers",
     "embellish",
+    "turnaround",
 )
 MODELS = "qwen2.5:7b,llama3.2:3b,gemma2:2b," + ",".join(f"misbehave-{kind}" for kind in MISBEHAVIOURS)
 

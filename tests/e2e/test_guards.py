@@ -163,3 +163,20 @@ def test_a_required_tool_the_model_skipped_is_asked_for_with_structured_output(r
     climate = next(c["result"] for c in record["tool_calls"] if c["name"] == "get_climate")
     assert f"{climate['months'][0]['high_c']:g} °C" in record["plan"]
     assert record["grounding"]["ungrounded"] == []
+
+
+def test_a_time_difference_turned_round_is_put_right(run_main):
+    """The figure right, the direction wrong: the answer is handed on the way the tool gives it."""
+    run = run_main("--prompt", "3 days in Lisbon in May, I fly from New York with 800 USD", "--json",
+                   "--model", "misbehave-turnaround")  # fmt: skip
+    assert run.code == 0, run.stderr
+    record = run.json()
+    (call,) = [c for c in record["tool_calls"] if c["name"] == "time_difference"]
+    assert "Lisbon is 5 h ahead of New York City" in call["result"]["summary"]
+    researcher = next(a for a in record["agents"] if a["name"] == "Researcher")
+    assert "Lisbon is 5 hours ahead of New York City." in researcher["output"]
+    assert "5 hours behind New York" not in researcher["output"]
+    assert any(
+        n.startswith("Researcher: turned round a time difference the tool gives the other way: Lisbon is 5 hours ahead")
+        for n in record["notices"]
+    ), record["notices"]

@@ -449,6 +449,8 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
         answers from the tool result.
     misbehave-embellish: the Weather agent's answer is right, plus a sentence with a temperature no
         tool returned.
+    misbehave-turnaround: the Researcher states the time difference the wrong way round, its figure
+        kept (as Qwen2.5-Coder-1.5B did: "New York City is 5 hours ahead of Reykjavik").
     (misbehave-answers, in TravelBrain._misbehave: answers at once without calling a tool; asked
         for a call's arguments with structured output, it gives them, and answers from the result.)
     """
@@ -479,6 +481,13 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
         return Reply(content="Expect highs around 41 °C and lows around 30 °C, with 120 mm of rain.")
     if kind == "embellish" and "You are the Weather" in system:
         return Reply(content=reply.content + "\nThe sea is a pleasant 24 °C for swimming.")
+    if kind == "turnaround" and "You are the Researcher" in system:
+        turned = re.sub(
+            r"On [\d-]+, (.+?) is (\d+(?:\.\d+)?) h (ahead of|behind) (.+?)\.",
+            lambda m: f"{m[1]} is {m[2]} hours {'behind' if m[3] == 'ahead of' else 'ahead of'} {m[4]}.",
+            reply.content,
+        )
+        return Reply(content=turned)
     if kind == "syntax":
         return Reply(content=json.dumps({"name": "book_hotel", "arguments": {"city": "Lisbon", "nights": 3}}))
     return reply

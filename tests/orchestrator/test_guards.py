@@ -200,3 +200,30 @@ def test_the_pipelines_own_lines_are_not_the_travellers_request():
     for line in (ANSWER_NOW, AFTER_TOOLS, "please continue.", CUT_OFF.format(words=60),
                  "Before answering, you must call get_climate: ..."):  # fmt: skip
         assert not is_request(Message("user", [line])), line
+
+
+TIME = [("time_difference", {"summary": "On 2027-01-15, Reykjavik is 5 h ahead of New York.", "difference_hours": 5})]
+
+
+@pytest.mark.parametrize(
+    ("text", "fixed"),
+    [
+        # Qwen2.5-Coder-1.5B's words, December 6
+        (
+            "3. **Time Difference**: New York City is 5 hours ahead of Reykjavik.",
+            "3. **Time Difference**: New York City is 5 hours behind Reykjavik.",
+        ),
+        (
+            "Reykjavík is 5 hours behind New York, so call home early.",
+            "Reykjavík is 5 hours ahead of New York, so call home early.",
+        ),
+        ("Reykjavik is 5 hours ahead of New York.", None),  # right already
+        ("New York is 5 hours behind Reykjavik.", None),
+        ("New York is 4 hours ahead of Reykjavik.", None),  # another figure: not this check's business
+        ("Lisbon is 5 hours ahead of Paris.", None),  # places the tool did not compare
+    ],
+)
+def test_a_time_difference_the_wrong_way_round_is_turned(text, fixed):
+    corrected_text, corrected = grounding.correct_time_directions(text, TIME)
+    assert corrected_text == (fixed or text)
+    assert bool(corrected) == (fixed is not None)
