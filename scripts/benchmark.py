@@ -212,16 +212,16 @@ def measure_image_size(env_file: Path = ROOT / ".env") -> dict | None:
     )
     sizes = {}
     for variable in ("ORCHESTRATOR_IMAGE", "PYTHON_IMAGE"):
-        name = os.environ.get(variable) or settings.get(variable, "").strip()
-        try:
-            done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name],
-                                  capture_output=True, text=True, timeout=60)  # fmt: skip
-            if done.returncode != 0 and "@" in name:  # loaded from a bundle: the tag, without the registry digest
-                name = name.partition("@")[0]
+        pinned = os.environ.get(variable) or settings.get(variable, "").strip()
+        # Loaded from a bundle, an image has its tag but not the registry digest .env pins.
+        for name in dict.fromkeys([pinned, pinned.partition("@")[0]]):
+            try:
                 done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name],
                                       capture_output=True, text=True, timeout=60)  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired):
-            return None
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            if done.returncode == 0:
+                break
         if done.returncode != 0 or not done.stdout.strip().isdigit():
             return None
         sizes[variable] = (name, int(done.stdout.strip()) / 1e6)

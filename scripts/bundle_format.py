@@ -4,7 +4,9 @@ the .env reader the scripts beside it share."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import subprocess
 from pathlib import Path
 
 MODELS_IN_VOLUME = "/root/.ollama/models"  # Ollama's store inside its image (OLLAMA_MODELS)
@@ -15,11 +17,18 @@ class BundleError(Exception):
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def image_state(ref: str) -> tuple[str, list[str]] | None:
+    """(ID, layer digests) of the image the engine has under REF, or None: one `docker image inspect`."""
+    done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}}", ref],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        return None
+    image_id, _, layers = done.stdout.strip().partition(" ")
+    return image_id, json.loads(layers or "[]")
 
 
 def read_env(source: Path | str) -> dict[str, str]:

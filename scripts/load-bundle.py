@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundle_format import MODELS_IN_VOLUME, BundleError, sha256_of  # beside this script
+from bundle_format import MODELS_IN_VOLUME, BundleError, image_state, sha256_of  # beside this script
 
 
 def verify(bundle: Path) -> dict:
@@ -53,20 +53,10 @@ def docker(*command: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _present(ref: str) -> tuple[str, list[str]] | None:
-    """(ID, layer digests) of the image the engine has under REF, or None."""
-    done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}}", ref],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        return None
-    image_id, _, layers = done.stdout.strip().partition(" ")
-    return image_id, json.loads(layers or "[]")
-
-
 def load_images(bundle: Path, manifest: dict) -> list[str]:
     """Load what is missing, then check each name gives the bundle's content (its layers, as recorded)."""
     images = list(manifest["images"].values())
-    missing = [i for i in images if not _same(_present(i["ref"]), i)]
+    missing = [i for i in images if not _same(image_state(i["ref"]), i)]
     if missing:
         print(f"loading {len(missing)} images: {', '.join(i['ref'] for i in missing)}", file=sys.stderr)
         for archive in sorted({image["file"] for image in missing}):
@@ -74,7 +64,7 @@ def load_images(bundle: Path, manifest: dict) -> list[str]:
     else:
         print("images already loaded", file=sys.stderr)
     for image in images:
-        present = _present(image["ref"])
+        present = image_state(image["ref"])
         if present is None:
             raise BundleError(f"{image['ref']} is not in images/images.tar: the bundle is incomplete; make it again")
         if "layers" in image and present[1] != image["layers"]:

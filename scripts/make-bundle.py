@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundle_format import MODELS_IN_VOLUME, BundleError, read_env, sha256_of  # beside this script
+from bundle_format import MODELS_IN_VOLUME, BundleError, image_state, read_env, sha256_of  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_VARIABLES = ("OLLAMA_IMAGE", "DASHBOARD_IMAGE", "PYTHON_IMAGE", "ORCHESTRATOR_IMAGE", "MCP_SERVER_IMAGE")
@@ -55,11 +55,6 @@ def in_volume(image: str, volume: str, *command: str, mounts: tuple[str, ...] = 
                "--entrypoint", command[0], image, *command[1:]).stdout  # fmt: skip
 
 
-def inspect(ref: str, template: str) -> str | None:
-    done = subprocess.run(["docker", "image", "inspect", "--format", template, ref], capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 def short_name(name: str) -> str:
     """Docker Hub's names as Docker shows them: docker.io/library/python -> python."""
     for prefix in ("docker.io/", "index.docker.io/", "library/"):
@@ -80,7 +75,7 @@ def save_images(env: dict[str, str], out: Path) -> dict[str, dict[str, object]]:
         if not ref:
             raise BundleError(f"{variable} is not set in the env file")
         tag, _, digest = ref.partition("@")
-        if inspect(ref, "{{.Id}}") is None:
+        if image_state(ref) is None:
             if variable in OWN_IMAGES:  # a registry might hold a stranger's image of that name
                 raise BundleError(f"{ref} is not built on this machine: run `make build` first")
             print(f"pulling {ref}", file=sys.stderr)
@@ -89,17 +84,18 @@ def save_images(env: dict[str, str], out: Path) -> dict[str, dict[str, object]]:
             run("docker", "tag", ref, tag)  # a pull by digest leaves no tag to save
         elif variable not in OWN_IMAGES:
             name = short_name(tag.rpartition(":")[0])
-            pulled = json.loads(inspect(tag, "{{json .RepoDigests}}") or "[]")
+            pulled = json.loads(run("docker", "image", "inspect", "--format", "{{json .RepoDigests}}", tag).stdout)
             digest = next((d.partition("@")[2] for d in pulled if short_name(d.partition("@")[0]) == name), "")
             known = f"records the digest this machine pulled, {digest}" if digest else "knows no registry digest"
             print(f"note: {variable}={ref} is not pinned by digest (python3 scripts/pin-images.py pins it); "
                   f"the bundle {known}", file=sys.stderr)  # fmt: skip
+        image_id, layers = image_state(tag) or ("", [])
         images[variable] = {
             "ref": tag,  # what docker load gives back
             "pinned": ref,  # as .env has it
             "digest": digest or None,  # the registry's (index) digest; none for the images built here
-            "id": inspect(tag, "{{.Id}}"),
-            "layers": json.loads(inspect(tag, "{{json .RootFS.Layers}}") or "[]"),
+            "id": image_id,
+            "layers": layers,
             "file": "images/images.tar",
         }
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -287,9 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                   "run python3 scripts/pin-images.py to refresh", file=sys.stderr)  # fmt: skip
             return 1
         return 0
-    pins = {variable: refs[variable].pinned(current[variable]) for variable in refs}
     try:
-        changed = write_all(args, refs, current, pins)
+        changed = write_all(args, refs, current)
     except PinError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -297,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_all(args: argparse.Namespace, refs: dict[str, Reference], current: dict[str, str], pins: dict[str, str]):
+def write_all(args: argparse.Namespace, refs: dict[str, Reference], current: dict[str, str]) -> list[str]:
     """Work out every file's new text first, then write them: a problem found changes no file."""
+    pins = {variable: ref.pinned(current[variable]) for variable, ref in refs.items()}
     texts = {args.env_file: pin_env(read_exact(args.env_file), pins)}
     for path, digests in ((args.kustomization, current), (args.offline_component, {})):
         if not path.is_file():

@@ -81,20 +81,13 @@ class Content:
         layers = []
         for layer in saved["Layers"]:
             path = unpack_to / layer
-            digest = "sha256:" + _file_sha256(path)
+            with path.open("rb") as handle:
+                digest = "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
             self.blobs[digest] = path
             layers.append({"mediaType": LAYER, "digest": digest, "size": path.stat().st_size})
         image = json.loads(config)
         manifest = self.add_image_manifest(config, layers)
         return self.add_index(repository, tag, {f"{image['os']}/{image['architecture']}": manifest})
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FakeRegistry:

@@ -10,6 +10,7 @@ unit changes models make (°C to °F, km to miles, a decimal comma). The turn's 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -207,8 +208,6 @@ def _same_place(written: str, known: str) -> bool:
 
 
 def _plain(name: str) -> str:
-    import unicodedata
-
     decomposed = unicodedata.normalize("NFKD", name.casefold())
     return re.sub(r"\s+", " ", "".join(c for c in decomposed if c.isalnum() or c.isspace())).strip()
 

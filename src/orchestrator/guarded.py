@@ -348,19 +348,26 @@ def _exchange(messages: Sequence[Message]) -> list[Message]:
 CHECKED_FIGURES = ("temperature", "money", "distance", "rain")
 
 
-def _repaired(response: Any, text: str) -> AgentResponse:
-    """The response with its final answer replaced by `text` (its tool exchanges kept)."""
-    messages = list(response.messages)
+def _with_answer(messages: Sequence[Message], text: str) -> list[Message]:
+    """The messages with their final answer replaced by `text` (the tool exchanges kept)."""
     last_tool = _last_exchange(messages)
     author = next((m.author_name for m in messages[last_tool + 1 :] if m.author_name), None)
-    answer = Message("assistant", [text], author_name=author)
-    return AgentResponse(messages=[*messages[: last_tool + 1], answer], agent_id=response.agent_id,
+    return [*messages[: last_tool + 1], Message("assistant", [text], author_name=author)]
+
+
+def _repaired(response: Any, text: str) -> AgentResponse:
+    """The response with its final answer replaced by `text` (its tool exchanges kept)."""
+    return AgentResponse(messages=_with_answer(response.messages, text), agent_id=response.agent_id,
                          usage_details=response.usage_details)  # fmt: skip
 
 
+def _results() -> list[tuple[str, Any]]:
+    """(tool name, result) of the turn's successful calls: what an answer's facts are checked against."""
+    return [(c.name, c.result) for c in _succeeded() if c.result is not None]
+
+
 def _ungrounded(answer: str, request: str) -> list[str]:
-    results = [(c.name, c.result) for c in _succeeded() if c.result is not None]
-    checked = grounding.check(answer, results, request=request)
+    checked = grounding.check(answer, _results(), request=request)
     return [f["figure"] for f in checked["ungrounded"] if f["kind"] in CHECKED_FIGURES]
 
 
@@ -465,14 +472,12 @@ class CheckedAgentExecutor(AgentExecutor):
             if again is not None:
                 raise UserError(failure_line(self.id, guard.model, again), ExitCode.TURN_FAILED)
             kept, response = [*exchange, *retry.messages], retry
-        results = [(c.name, c.result) for c in _succeeded() if c.result is not None]
-        fixed, corrected = grounding.correct_time_directions(final_text(kept), results)
+        fixed, corrected = grounding.correct_time_directions(final_text(kept), _results())
         if corrected:
             await ctx.add_event(
                 WorkflowEvent("data", executor_id=self.id, data=Corrected(self.id, fixed, tuple(corrected)))
             )
-            response = _repaired(response, fixed)
-            kept = list(_repaired(AgentResponse(messages=kept, agent_id=response.agent_id), fixed).messages)
+            response, kept = _repaired(response, fixed), _with_answer(kept, fixed)
         self._full_conversation = [*self._cache, *kept]
         await ctx.send_message(AgentExecutorResponse(self.id, response, full_conversation=self._full_conversation))
         self._cache.clear()

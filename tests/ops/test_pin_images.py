@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fake_registry import FakeRegistry
+from service_processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "pin-images.py"
@@ -53,9 +54,10 @@ def registry(files):
         yield registry
 
 
-def pin(files, registry, *args: str) -> subprocess.CompletedProcess[str]:
+def pin(files, registry: FakeRegistry | str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The script on the copies, asking REGISTRY (or a base URL) in place of docker.io and mcr.microsoft.com."""
     env_file, kustomization, offline = files
-    base = f"http://{registry.host}"
+    base = registry if isinstance(registry, str) else f"http://{registry.host}"
     return subprocess.run(
         [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--kustomization", str(kustomization),
          "--offline-component", str(offline), "--mirror", f"docker.io={base}",
@@ -196,24 +198,13 @@ def test_a_bad_image_setting_is_one_line_and_nothing_changes(files, registry, va
     assert [path.read_text() for path in files] == before
 
 
-def test_an_unreachable_registry_names_the_machine_and_the_proxy(files, free_tcp_port):
-    env_file, kustomization, offline = files
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--kustomization", str(kustomization),
-         "--offline-component", str(offline), "--mirror", f"docker.io=http://127.0.0.1:{free_tcp_port}"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+def test_an_unreachable_registry_names_the_machine_and_the_proxy(files):
+    port = free_port()
+    done = pin(files, f"http://127.0.0.1:{port}")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert line.startswith(f"error: cannot reach 127.0.0.1:{free_tcp_port} (")
+    assert line.startswith(f"error: cannot reach 127.0.0.1:{port} (")
     assert "run this on a connected machine; behind a proxy set HTTPS_PROXY" in line
-
-
-@pytest.fixture
-def free_tcp_port() -> int:
-    from service_processes import free_port
-
-    return free_port()
 
 
 def test_quotes_comments_and_crlf_line_endings_are_kept(files, registry):
@@ -289,12 +280,7 @@ def test_an_untrusted_certificate_names_the_ca_bundle(files, tmp_path):
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env_file, kustomization, offline = files
-        done = subprocess.run(
-            [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--kustomization", str(kustomization),
-             "--offline-component", str(offline), "--mirror", f"docker.io=https://127.0.0.1:{server.server_port}"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        done = pin(files, f"https://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
     assert done.returncode == 1 and "Traceback" not in done.stderr
