@@ -102,30 +102,40 @@ def figures(text: str) -> list[Figure]:
     return found
 
 
-def _leaves(result: Any) -> Iterable[Any]:
-    """The scalar values inside a tool result (dicts and lists walked)."""
+def _leaves(result: Any, skip: frozenset[str] = frozenset()) -> Iterable[Any]:
+    """The scalar values inside a tool result (dicts and lists walked; keys in `skip` left out)."""
     if isinstance(result, dict):
-        for value in result.values():
-            yield from _leaves(value)
+        for key, value in result.items():
+            if key not in skip:
+                yield from _leaves(value, skip)
     elif isinstance(result, list):
         for value in result:
-            yield from _leaves(value)
+            yield from _leaves(value, skip)
     else:
         yield result
 
 
+# A result's citation ("1991-2020 WMO normals", "currencyconverter 0.18.23") and its dates hold no
+# figure a traveller acts on: "$2000" is not grounded by the climate's "1991-2020".
+_NOT_FIGURES = frozenset({"source"})
+_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
 def _values(result: Any) -> Iterable[float]:
     """Every number in a tool result: its numeric fields, and numbers written inside its strings."""
-    for leaf in _leaves(result):
+    for leaf in _leaves(result, _NOT_FIGURES):
         if isinstance(leaf, bool):
             continue
         if isinstance(leaf, int | float):
             yield float(leaf)
         elif isinstance(leaf, str):
-            yield from numbers(leaf)
+            yield from numbers(_DATE.sub(" ", leaf))
 
 
-def _matches(figure: Figure, value: float) -> bool:
+def _matches(figure: Figure, value: float, *, own_kind: bool = True) -> bool:
+    """Whether `value` is the figure as written, allowing for units and rounding. A value from a result
+    that does not report this kind of figure must match to the rounding of a whole number: the 1%
+    slack for a rounded amount would let 2000 USD pass for a climate table's 2020."""
     candidates = [value]
     if figure.fahrenheit:
         candidates = [value * 9 / 5 + 32]
@@ -135,9 +145,15 @@ def _matches(figure: Figure, value: float) -> bool:
         tolerance = 1.5 if figure.fahrenheit else max(0.51, 0.01 * abs(target))
         if figure.kind == "money":
             tolerance = max(1.0, 0.01 * abs(target))
+        if not own_kind:
+            tolerance = min(tolerance, 0.51)
         if abs(abs(figure.value) - abs(target)) <= tolerance:
             return True
     return False
+
+
+def _any(figure: Figure, values: Iterable[float], *, own_kind: bool = True) -> bool:
+    return any(_matches(figure, value, own_kind=own_kind) for value in values)
 
 
 PREFERRED = {
@@ -159,13 +175,15 @@ def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> d
     asked = numbers(request)
     grounded, ungrounded = [], []
     for figure in figures(text):
-        # The tool that reports this kind of figure is asked first: 14 °C is the climate's low even
-        # when a destination's record holds a 14 somewhere too.
+        # The tool that reports this kind of figure is asked first (14 °C is the climate's low even
+        # when a destination's record holds a 14 somewhere too), then the traveller's own words, then
+        # the other results, to the whole number.
         preferred = PREFERRED.get(figure.kind, ())
-        ranked = sorted(sources, key=lambda source: source[0] not in preferred)
-        source = next((name for name, values in ranked if any(_matches(figure, v) for v in values)), None)
-        if source is None and any(_matches(figure, v) for v in asked):
+        source = next((name for name, values in sources if name in preferred and _any(figure, values)), None)
+        if source is None and _any(figure, asked):
             source = "request"
+        if source is None:
+            source = next((name for name, values in sources if _any(figure, values, own_kind=False)), None)
         entry = {"figure": figure.text, "value": figure.value, "kind": figure.kind}
         if source is None:
             ungrounded.append(entry)

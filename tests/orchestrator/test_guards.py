@@ -227,3 +227,26 @@ def test_a_time_difference_the_wrong_way_round_is_turned(text, fixed):
     corrected_text, corrected = grounding.correct_time_directions(text, TIME)
     assert corrected_text == (fixed or text)
     assert bool(corrected) == (fixed is not None)
+
+
+def test_a_citation_or_a_date_grounds_no_figure():
+    # CI, Qwen2.5-Coder-1.5B on Kyoto: "$2000" (the traveller's 2000 AUD) was put down to the climate
+    # table's "1991-2020" source, within the 1% an amount may be rounded by.
+    results = [
+        ("get_climate", {"high_c": 17, "source": "mostly 1991-2020 WMO normals"}),
+        ("convert_currency", {"amount": 2000, "converted": 220925.55, "rate_date": "2026-10-30"}),
+    ]
+    checked = grounding.check("A budget of $2000 AUD, 17 °C, €30 a dinner, $2100 left, ¥220,926.", results,
+                              request="4 days in Kyoto with 2000 AUD")  # fmt: skip
+    grounded = {g["figure"]: g["source"] for g in checked["grounded"]}
+    assert grounded == {"$2000": "convert_currency", "17 °C": "get_climate", "¥220,926": "convert_currency"}
+    assert [u["figure"] for u in checked["ungrounded"]] == ["€30", "$2100"]
+    without_conversion = grounding.check("A budget of $2000 AUD.", results[:1], request="with 2000 AUD")
+    assert [g["source"] for g in without_conversion["grounded"]] == ["request"]
+
+
+def test_a_figure_of_another_kind_is_grounded_only_to_the_whole_number():
+    results = [("get_destination", {"population": 1463723, "latitude": 35.0211})]
+    checked = grounding.check("35.02° N; 1,463,723 km; 1,470,000 km", results)
+    assert [g["figure"] for g in checked["grounded"]] == ["35.02°", "1,463,723 km"]
+    assert [u["figure"] for u in checked["ungrounded"]] == ["1,470,000 km"]
