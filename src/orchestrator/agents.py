@@ -8,6 +8,9 @@ from typing import Any
 
 from agent_framework import Agent, FunctionTool
 
+from . import owed
+from .owed import Owes
+
 
 @dataclass(frozen=True)
 class AgentSpec:
@@ -17,6 +20,12 @@ class AgentSpec:
     tools: tuple[str, ...]  # MCP tool names this agent may call; nothing else is offered
     required: tuple[str, ...] = ()  # an answer given without one successful call of these is no answer
     handoff: str = ""  # its task, told when its turn comes after other agents' answers
+    # calls the request and its results show it still owes (owed.py); the guard makes or asks for them
+    owes: Owes = owed.nothing
+    # What it sees of the earlier agents' tool results: "raw" (the calls and results), "sheet" (only
+    # the sheet of facts, facts.py, in its handoff) or "both" (the sheet, and the raw results without
+    # list_destinations' candidate cities)
+    earlier_results: str = "raw"
 
 
 RESEARCHER = AgentSpec(
@@ -24,6 +33,7 @@ RESEARCHER = AgentSpec(
     title="Researcher · destination facts",
     tools=("get_destination", "list_destinations", "convert_currency", "time_difference"),
     required=("get_destination",),
+    owes=owed.researcher,
     instructions="""You are the Researcher in a travel-planning team.
 Find the facts about each destination the traveller mentions by calling your tools; never invent facts.
 - Call get_destination for every destination city.
@@ -39,6 +49,7 @@ WEATHER = AgentSpec(
     title="Weather · climate for the travel dates",
     tools=("get_climate",),
     required=("get_climate",),
+    earlier_results="sheet",
     handoff="call get_climate for the destination and the travel month or dates, then report the climate normals.",
     instructions="""You are the Weather analyst in a travel-planning team.
 For each destination and the travel month or dates in the conversation, call get_climate (use month,
@@ -51,14 +62,16 @@ PLANNER = AgentSpec(
     name="Planner",
     title="Planner · day-by-day itinerary",
     tools=("travel_distance", "time_difference"),
+    earlier_results="both",
     handoff="write the day-by-day itinerary from what the team found, with their figures as given (temperatures, "
     "budget), and end with the facts used.",
     instructions="""You are the Planner in a travel-planning team.
-Write a day-by-day itinerary using what the Researcher and the Weather analyst found earlier in the
-conversation. Use travel_distance when the trip covers more than one city. For each day give a
-morning, afternoon and evening idea built on the points of interest found. Say when to pack for rain
-or heat, from the climate normals. End with a "Facts used" list naming the facts you relied on
-(currency, temperatures, time zone, distances). Do not invent facts the team did not find.""",
+Write a day-by-day itinerary for the place the traveller asked for, from what the team found: their
+answers and the sheet of facts the tools returned. Use travel_distance when the trip covers more than
+one city. For each day give a morning, afternoon and evening idea, one short line each, built on the
+points of interest found (walks, food and free time fill the rest). Say what to pack, from the climate
+normals. End with a short "Facts used" list giving the figures as the team found them: the budget in
+the local currency, the temperatures, the time difference. Do not invent facts the team did not find.""",
 )
 
 PIPELINE: tuple[AgentSpec, ...] = (RESEARCHER, WEATHER, PLANNER)

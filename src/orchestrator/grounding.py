@@ -211,15 +211,15 @@ def facts_used(text: str, results: Iterable[tuple[str, Any]], request: str = "")
 
 # "On 2026-01-15, Reykjavik is 5 h ahead of New York." (the time_difference tool's summary)
 _TOOL_DIRECTION = re.compile(r"^On [\d-]+, (?P<b>.+?) is (?P<n>\d+(?:\.\d+)?) h (?P<dir>ahead of|behind) (?P<a>.+)\.$")
-_PLACE = r"[A-Z][\w'’.-]*(?:[ -](?:[A-Z][\w'’.-]*|de|da|do|del|la|le|am|upon))*"
+PLACE = r"[A-Z][\w'’.-]*(?:[ -](?:[A-Z][\w'’.-]*|de|da|do|del|la|le|am|upon))*"
 # "New York City is 5 hours ahead of Reykjavik", "Lisbon is 1 hour behind Paris"
 _CLAIMED_DIRECTION = re.compile(
-    rf"(?P<x>{_PLACE}) (?:is|are|runs|will be) (?P<n>\d+(?:\.\d+)?) ?(?:hours?|hrs?|h)\b(?: (?:of time|later|earlier))?"
-    rf" (?P<dir>ahead of|behind) (?:the time in )?(?P<y>{_PLACE})"
+    rf"(?P<x>{PLACE}) (?:is|are|runs|will be) (?P<n>\d+(?:\.\d+)?) ?(?:hours?|hrs?|h)\b(?: (?:of time|later|earlier))?"
+    rf" (?P<dir>ahead of|behind) (?:the time in )?(?P<y>{PLACE})"
 )
 
 
-def _same_place(written: str, known: str) -> bool:
+def same_place(written: str, known: str) -> bool:
     """'New York City' and 'New York', 'Reykjavik' and 'Reykjavík': one place, as a model may write it."""
     a, b = _plain(written), _plain(known)
     return bool(a and b) and (a in b or b in a)
@@ -249,9 +249,9 @@ def correct_time_directions(text: str, results: Iterable[tuple[str, Any]]) -> tu
         for ahead, behind, n in known:
             if abs(n - hours) > 0.01:
                 continue
-            if _same_place(x, ahead) and _same_place(y, behind):
+            if same_place(x, ahead) and same_place(y, behind):
                 x_ahead = True
-            elif _same_place(x, behind) and _same_place(y, ahead):
+            elif same_place(x, behind) and same_place(y, ahead):
                 x_ahead = False
             else:
                 continue

@@ -35,7 +35,7 @@ from agent_framework import (
 from agent_framework.ollama import OllamaChatClient
 from opentelemetry import trace
 
-from . import grounding
+from . import facts, grounding
 from .answers import UNGROUNDED, Problem, check_answer, failure_line, without_figures
 from .context_budget import (
     AFTER_TOOLS,
@@ -49,6 +49,7 @@ from .context_budget import (
     request_chars,
 )
 from .errors import ExitCode, UserError
+from .owed import Owed, Owes
 from .text_calls import TextCall, declared_only, find_calls, looks_like_call_start
 from .tool_server import ToolCall, current_log
 
@@ -64,15 +65,18 @@ ASK_ARGUMENTS = (
     "conversation above. Arguments (JSON schema): {schema}"
 )
 FORCED_MAX_TOKENS = 200  # arguments are short; a model that rambles inside the grammar is cut here
+LISTING = "list_destinations"  # its result lists candidate cities, not the trip's places
 MAX_ASKS_PER_TOOL = 2  # a model that gives unusable arguments twice is not asked a third time
+# (a call the request shows is owed, owed.py, is made or asked for once: it is not required)
 
 
 @dataclass
 class AgentState:
     finish_reason: str | None = None  # of the agent's latest model call
     recovered: int = 0  # tool calls recovered from its text
-    forced: int = 0  # required calls it was asked for with structured output and given
+    forced: int = 0  # owed calls it was asked for with structured output and given, or that were made for it
     asked: dict[str, int] = field(default_factory=dict)  # structured-output requests made, by tool
+    made: set[str] = field(default_factory=set)  # owed calls made for it with no model call, by tool
     forced_usage: tuple[int, int, float] = (0, 0, 0.0)  # those requests' input/output tokens, seconds
     retried: str | None = None  # the problem its first answer had
 
@@ -82,6 +86,7 @@ class TurnGuard:
     model: str
     meter: ContextMeter
     max_output: int
+    request: str = ""  # the traveller's request this turn (owed.py reads it)
     agents: dict[str, AgentState] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # drained by the workflow as the turn goes
 
@@ -127,24 +132,33 @@ def _declared(options: Mapping[str, Any], name: str, arguments: dict[str, Any]) 
 class GuardedChatClient(OllamaChatClient):
     """OllamaChatClient for one agent of the team, with the guards described above."""
 
-    def __init__(self, *, agent: str, required: tuple[str, ...] = (), **kwargs: Any) -> None:
+    def __init__(self, *, agent: str, required: tuple[str, ...] = (), owes: Owes | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.agent = agent
         self.required = required  # tools the agent must call before it answers (AgentSpec.required)
+        self.owes = owes  # calls its request and results show it still owes (AgentSpec.owes)
 
-    def _owed(self, tools: frozenset[str], state: AgentState) -> str | None:
-        """The first required tool this agent has not yet called successfully in this turn (and
-        has not already been asked for too often)."""
-        done = {c.name for c in _succeeded(self.agent)}
-        return next((name for name in self.required if name in tools and name not in done
-                     and state.asked.get(name, 0) < MAX_ASKS_PER_TOOL), None)  # fmt: skip
+    def _owed(self, tools: frozenset[str], state: AgentState, request: str) -> list[Owed]:
+        """The calls this agent still owes: the first required tool it has not yet called successfully
+        in this turn (and has not already been asked for too often), else the calls the request shows
+        it owes (each made or asked for once)."""
+        done = _succeeded(self.agent)
+        required = next((name for name in self.required if name in tools and name not in {c.name for c in done}
+                         and state.asked.get(name, 0) < MAX_ASKS_PER_TOOL), None)  # fmt: skip
+        if required is not None:
+            return [Owed(required)]
+        owed = self.owes(request, done) if self.owes else []
+        return [o for o in owed if o.name in tools and o.name not in state.made and not state.asked.get(o.name)]
 
     async def _ask_for_call(self, guard: TurnGuard, sent: list[Message], options: Mapping[str, Any],
-                            name: str) -> dict[str, Any] | None:  # fmt: skip
-        """The arguments of a call to `name`, asked of the model with Ollama's structured output;
-        None when it gave none that parse (the answer check then asks the agent again)."""
+                            owed: Owed) -> dict[str, Any] | None:  # fmt: skip
+        """The arguments of a call to `owed.name`, asked of the model with Ollama's structured output
+        (the arguments the request settles fixed by the schema); None when it gave none that parse
+        (the answer check then asks the agent again)."""
+        name = owed.name
         tool = _tool(options, name)
-        schema = _schema(tool)
+        schema = _fixed(_schema(tool), owed.known)
         if schema is None:
             return None
         instruction = ASK_ARGUMENTS.format(name=name, description=" ".join(str(tool.description or "").split()),
@@ -177,7 +191,7 @@ class GuardedChatClient(OllamaChatClient):
             return None
         if not isinstance(arguments, dict):
             return None
-        return {k: v for k, v in declared_only(arguments, schema).items() if v is not None}
+        return {k: v for k, v in declared_only(arguments, schema).items() if v is not None} | owed.known
 
     def _inner_get_response(self, *, messages: Sequence[Message], options: Mapping[str, Any], stream: bool = False,
                             **kwargs: Any) -> Any:  # fmt: skip
@@ -201,10 +215,21 @@ class GuardedChatClient(OllamaChatClient):
             )
         state = guard.agent(self.agent)
         tools = _tool_names(options)
+        owing = self._owed(tools, state, guard.request)
+        if settled := [o for o in owing if _settled(o, options)]:
+            # The request and the results give every argument: the calls are made without a model call.
+            state.made.update(o.name for o in settled)
+            if log := current_log.get():
+                log.made.setdefault(self.agent, []).extend(o.name for o in settled)
+            state.forced += len(settled)
+            made_event = {"travel.agent": self.agent, "travel.tools": [o.name for o in settled]}
+            trace.get_current_span().add_event("owed tool calls made", made_event)
+            yield _calls_update([(TextCall(o.name, o.known), {FORCED: o.reason or True}) for o in settled], options)
+            return
+        owed = owing[0] if owing else None
         if sent and sent[-1].role == "tool":
             sent = [*sent, Message("user", [AFTER_TOOLS if tools else AFTER_TOOLS_CLOSED])]
         chars = request_chars(sent, dict(options))
-        owed = self._owed(tools, state)
         inner = super()._inner_get_response(messages=sent, options=options, stream=True, **kwargs)
         text, held, holding, called = "", [], None, False
         try:
@@ -244,11 +269,11 @@ class GuardedChatClient(OllamaChatClient):
             span.add_event("tool calls recovered from text", {"travel.agent": self.agent,
                                                               "travel.tools": [c.name for c in calls]})  # fmt: skip
         elif not called and owed is not None and (arguments := await self._ask_for_call(guard, sent, options, owed)):
-            calls, flag = [TextCall(owed, arguments)], FORCED
+            calls, flag = [TextCall(owed.name, arguments)], FORCED
             state.forced += 1
             span.set_attribute("travel.tool_calls_forced", state.forced)
             span.add_event("required tool call asked for with structured output",
-                           {"travel.agent": self.agent, "travel.tools": [owed]})  # fmt: skip
+                           {"travel.agent": self.agent, "travel.tools": [owed.name]})  # fmt: skip
         if not calls:
             for update in held:
                 yield update
@@ -258,18 +283,7 @@ class GuardedChatClient(OllamaChatClient):
             if rest or update.finish_reason is not None:
                 yield ChatResponseUpdate(contents=rest, role=update.role, model=update.model,
                                          created_at=update.created_at, finish_reason=update.finish_reason)  # fmt: skip
-        yield ChatResponseUpdate(
-            contents=[
-                Content.from_function_call(
-                    call_id=f"text-{uuid.uuid4().hex[:12]}",
-                    name=call.name,
-                    arguments=_declared(options, call.name, call.arguments),
-                    additional_properties={flag: True},
-                )
-                for call in calls
-            ],
-            role="assistant",
-        )
+        yield _calls_update([(call, {flag: True}) for call in calls], options)
 
     def _measured(self, guard: TurnGuard, chars: int, prompt_tokens: int | None) -> None:
         meter = guard.meter
@@ -279,6 +293,39 @@ class GuardedChatClient(OllamaChatClient):
                 "so Ollama left out its oldest part; raise OLLAMA_NUM_CTX or type /reset"
             )
         meter.learn(chars, prompt_tokens)
+
+
+def _calls_update(calls: Sequence[tuple[TextCall, dict[str, Any]]], options: Mapping[str, Any]) -> ChatResponseUpdate:
+    """The calls (each with its flags) as the framework's tool loop takes them from a model's reply."""
+    return ChatResponseUpdate(
+        contents=[
+            Content.from_function_call(
+                call_id=f"text-{uuid.uuid4().hex[:12]}",
+                name=call.name,
+                arguments=_declared(options, call.name, call.arguments),
+                additional_properties=flags,
+            )
+            for call, flags in calls
+        ],
+        role="assistant",
+    )
+
+
+def _settled(owed: Owed, options: Mapping[str, Any]) -> bool:
+    """Whether the request and the results give every argument the tool requires."""
+    schema = _schema(_tool(options, owed.name))
+    return bool(owed.known) and schema is not None and set(schema.get("required") or ()) <= set(owed.known)
+
+
+def _fixed(schema: dict[str, Any] | None, known: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The tool's argument schema with the settled arguments allowed one value each."""
+    if schema is None or not known:
+        return schema
+    properties = dict(schema.get("properties") or {})
+    for key, value in known.items():
+        if key in properties:
+            properties[key] = {**properties[key], "enum": [value]}
+    return {**schema, "properties": properties}
 
 
 @dataclass(frozen=True)
@@ -309,10 +356,25 @@ class Corrected:
     corrected: tuple[str, ...]
 
 
-def handoff_message(agent: str, task: str, notes: Sequence[tuple[str, str]]) -> Message:
-    """One text content a teammate, so trimming for the context shortens each (context_budget)."""
+def handoff_message(agent: str, task: str, notes: Sequence[tuple[str, str]], sheet: str = "") -> Message:
+    """One text content a teammate, and one for the sheet of facts, so trimming for the context
+    shortens each (context_budget)."""
     head = f"{HANDOFF_HEAD}, {agent}: {task}\n\nWhat the team found before you:\n"
-    return Message("user", [head, *(f"\n{name or 'A teammate'}:\n{text}\n" for name, text in notes)])
+    notes_texts = [f"\n{name or 'A teammate'}:\n{text}\n" for name, text in notes]
+    return Message("user", [head, *notes_texts, *([f"\n{sheet}\n"] if sheet else [])])
+
+
+def _without_listings(messages: Sequence[Message]) -> list[Message]:
+    """The messages without list_destinations' calls and results: candidates, not this trip's places."""
+    listed = {c.call_id for m in messages for c in m.contents if c.type == "function_call" and c.name == LISTING}
+    kept = []
+    for message in messages:
+        contents = [c for c in message.contents if not (c.type in ("function_call", "function_result")
+                                                        and c.call_id in listed)]  # fmt: skip
+        if contents:
+            kept.append(message if len(contents) == len(message.contents)
+                        else Message(message.role, contents, author_name=message.author_name))  # fmt: skip
+    return kept
 
 
 def _succeeded(agent: str | None = None) -> list[ToolCall]:
@@ -380,11 +442,12 @@ class CheckedAgentExecutor(AgentExecutor):
     """
 
     def __init__(self, agent: Any, *, tools: frozenset[str], required: tuple[str, ...] = (), handoff: str = "",
-                 **kwargs: Any) -> None:  # fmt: skip
+                 earlier_results: str = "raw", **kwargs: Any) -> None:  # fmt: skip
         super().__init__(agent, **kwargs)
         self.tools = tools
         self.required = tuple(name for name in required if name in tools)  # a tool the server lacks is not asked for
         self.handoff = handoff
+        self.earlier_results = earlier_results  # AgentSpec.earlier_results
 
     def _build_invocation_messages(self) -> list[Message]:
         """The conversation this agent is given: earlier agents' answers move out of the assistant
@@ -410,7 +473,15 @@ class CheckedAgentExecutor(AgentExecutor):
                 notes[-1] = (notes[-1][0], f"{notes[-1][1]}\n{text}")
             else:
                 notes.append((message.author_name or "", text))
-        return [*kept, handoff_message(self.id, self.handoff, notes)]
+        sheet = ""
+        if self.earlier_results != "raw" and current_log.get() is not None:
+            results = _results()
+            sheet = facts.sheet(results)
+            if self.earlier_results == "sheet" and sheet:
+                kept = kept[: start + 1]
+            elif any(name == "get_destination" for name, _ in results):
+                kept = [*kept[: start + 1], *_without_listings(kept[start + 1 :])]
+        return [*kept, handoff_message(self.id, self.handoff, notes, sheet)]
 
     async def _stream(self, ctx: Any, messages: list[Message], session: Any, options: dict[str, Any] | None) -> Any:
         stream = self._agent.run(messages, stream=True, session=session,

@@ -34,7 +34,7 @@ class ToolCall:
     error: str | None = None
     result: Any = None  # what the tool returned (parsed JSON when it is JSON)
     from_text: bool = False  # the model wrote this call as text; the pipeline recovered it
-    forced: bool = False  # a required call the model skipped; asked for with structured output
+    forced: bool = False  # an owed call it skipped: asked for with structured output, or made (owed.py)
     repeat: str | None = None  # "cached": the same call as just before, answered from it; "stopped": a third time
 
 
@@ -50,6 +50,7 @@ class CallLog:
     calls: list[ToolCall] = field(default_factory=list)
     previous: dict[str, _Previous] = field(default_factory=dict)  # agent -> its latest call
     stopped: dict[str, str] = field(default_factory=dict)  # agent -> why its tool loop was ended
+    made: dict[str, list[str]] = field(default_factory=dict)  # agent -> calls the pipeline made for it, not yet run
 
 
 REPEAT_NOTE = (
@@ -148,7 +149,13 @@ class ToolServer:
             log = current_log.get()
             if log is not None:
                 log.calls.append(call)
-                key = name + json.dumps(args, sort_keys=True)
+            # A call the pipeline made for the agent (owed.py) is no repeat of the model's, nor a model's call.
+            made = log is not None and name in log.made.get(agent, ())
+            if made:
+                log.made[agent].remove(name)
+            watched = log is not None and not made
+            key = name + json.dumps(args, sort_keys=True)
+            if watched:
                 previous = log.previous.get(agent)
                 if previous is not None and previous.key == key:
                     # The same call twice in a row: the cached result and a note to use it; a third
@@ -170,7 +177,7 @@ class ToolServer:
             try:
                 await call_next()
                 call.result = _parsed(context.result)
-                if log is not None:
+                if watched:
                     log.previous[agent] = _Previous(key, 1, call.result)
             except Exception as error:
                 call.ok, call.error = False, _one_line(error)

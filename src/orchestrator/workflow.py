@@ -102,7 +102,7 @@ class AgentRecord:
     tool_rounds: int = 0  # model calls that asked for tools
     hit_tool_limit: bool = False  # AGENT_MAX_TOOL_ROUNDS stopped its tool loop
     tool_calls_from_text: int = 0  # calls it wrote as text, recovered and run as tool calls
-    tool_calls_forced: int = 0  # required calls it skipped, asked for with structured output and run
+    tool_calls_forced: int = 0  # owed calls it skipped: asked for with structured output, or made for it, and run
     tool_loop_stopped: str | None = None  # why its tool loop was ended early (a repeated call)
     retried: str | None = None  # what was wrong with its first answer, when it was asked again
     repaired: list[str] = field(default_factory=list)  # figures no tool returned, left out of its answer
@@ -247,6 +247,7 @@ class TravelPlanner:
         return GuardedChatClient(
             agent=agent,
             required=SPECS[agent].required,
+            owes=SPECS[agent].owes,
             client=self.ollama,
             model=self.model,
             function_invocation_configuration=FunctionInvocationConfiguration(
@@ -287,7 +288,7 @@ class TravelPlanner:
         log = CallLog()
         meter = ContextMeter(self.settings.num_ctx, self.model_ctx, self.settings.max_output_tokens,
                              chars_per_token=self.chars_per_token)  # fmt: skip
-        guard = TurnGuard(self.model, meter, self.settings.max_output_tokens)
+        guard = TurnGuard(self.model, meter, self.settings.max_output_tokens, request=prompt)
         token, guard_token = current_log.set(log), current_guard.set(guard)
         started = time.perf_counter()
         try:
@@ -350,6 +351,7 @@ class TravelPlanner:
                 tools=frozenset(offered[agent.name]),
                 required=SPECS[agent.name].required,
                 handoff=SPECS[agent.name].handoff,
+                earlier_results=SPECS[agent.name].earlier_results,
                 # Weather and Planner start on the previous agent's reply; several chat templates
                 # answer an assistant-final conversation with nothing, so "please continue." is added.
                 ensure_trailing_user_turn=True,
@@ -406,11 +408,15 @@ class TravelPlanner:
                             recovered_ids.add(content.call_id or "")
                             current.tool_calls_from_text += 1
                             notify(f"{agent} wrote a tool call as text; running it as one: {name}")
-                        elif (content.additional_properties or {}).get(FORCED):
+                        elif forced := (content.additional_properties or {}).get(FORCED):
                             forced_ids.add(content.call_id or "")
                             current.tool_calls_forced += 1
-                            notify(f"{agent} answered without calling {name}; it was asked for the call alone "
-                                   "(structured output), and the call was run")  # fmt: skip
+                            if isinstance(forced, str):  # made for it: the request settled every argument
+                                notify(f"{agent}: the pipeline made the call the request needs: {forced} "
+                                       f"({name} with {_shown(arguments)})")  # fmt: skip
+                            else:
+                                notify(f"{agent} answered without calling {name}; it was asked for the call alone "
+                                       "(structured output), and the call was run")  # fmt: skip
                         on_event(ToolStarted(agent, name, arguments))
                         if name not in offered.get(agent, ()):
                             # The framework answers the model with an error; the middleware never sees it.
@@ -500,6 +506,11 @@ class TravelPlanner:
             )
         # The answer check passed, so words remain once any stray call syntax is taken out.
         record.plan = strip_calls(planner.output, frozenset(offered.get(AGENT_NAMES[-1], ()))) or planner.output.strip()
+
+
+def _shown(arguments: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in arguments.items())  # fmt: skip
 
 
 def _arguments(raw: Any) -> dict[str, Any]:

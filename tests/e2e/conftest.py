@@ -26,6 +26,7 @@ MISBEHAVIOURS = (
     "answers",
     "embellish",
     "turnaround",
+    "hasty",
 )
 MODELS = "qwen2.5:7b,llama3.2:3b,gemma2:2b," + ",".join(f"misbehave-{kind}" for kind in MISBEHAVIOURS)
 

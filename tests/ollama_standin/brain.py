@@ -144,7 +144,9 @@ def read_request(text: str) -> Request:
     dates = re.findall(_DATE, text)
     days_match = re.search(r"(\d+)[-\s]*(?:days?|nights?)", text, re.I)
     budget = None
-    if m := re.search(rf"(\d[\d,]*(?:\.\d+)?)\s*{_CURRENCY}", text):
+    if m := re.search(r"\$\s?(\d[\d,]*(?:\.\d+)?)", text):
+        budget = (float(m.group(1).replace(",", "")), "USD")  # as a model reads "$"
+    elif m := re.search(rf"(\d[\d,]*(?:\.\d+)?)\s*{_CURRENCY}", text):
         budget = (float(m.group(1).replace(",", "")), m.group(2))
     elif m := re.search(rf"{_CURRENCY}\s*(\d[\d,]*(?:\.\d+)?)", text):
         budget = (float(m.group(2).replace(",", "")), m.group(1))
@@ -242,6 +244,10 @@ class TravelBrain:
             if request.month is None and request.start_date:
                 return _call(name, city=cities[0], start_date=request.start_date, end_date=request.end_date)
             return _call(name, city=cities[0], month=request.month or (dt.date.today().month % 12) + 1)
+        codes = [r["currency_code"] for n, r in results if n == "get_destination" and isinstance(r, dict)]
+        if name == "convert_currency" and request.budget and codes:
+            amount, currency = request.budget
+            return _call(name, amount=amount, from_currency=currency, to_currency=codes[0])
         call = _intent(text, request)
         return call if call is not None and call["function"]["name"] == name else None
 
@@ -427,6 +433,16 @@ class TravelBrain:
         if kind == "answers" and offered & {"get_destination", "get_climate"} and not has_results:
             # answers at once instead of calling the tool it needs (the Planner needs none)
             return Reply(content="Lisbon is lovely in May; expect warm days. Pack light and enjoy the food.")
+        system = " ".join(m.get("content") or "" for m in messages if m.get("role") == "system")
+        if kind == "hasty" and "You are the Researcher" in system and not has_results:
+            # Qwen2.5-Coder-1.5B on Reykjavik: every call at once, before get_destination has named the
+            # currency, so the budget goes to EUR (the tool description's example); no time difference.
+            request = read_request(next((m.get("content") or "" for m in messages if _is_request(m)), ""))
+            calls = [_call("get_destination", city=c) for c in request.cities]
+            if request.budget:
+                amount, currency = request.budget
+                calls.append(_call("convert_currency", amount=amount, from_currency=currency, to_currency="EUR"))
+            return Reply(tool_calls=calls)
         if kind == "crash":  # Ollama dies after a few words of the first text reply
             return Reply(content="Lisbon is a wonderful city to visit in spring and", abort_after_chunks=3)
         if kind == "parse500" and tools:
@@ -453,6 +469,8 @@ def _as_small_models_write(model: str, messages: list[dict[str, Any]], reply: Re
         kept (as Qwen2.5-Coder-1.5B did: "New York City is 5 hours ahead of Reykjavik").
     (misbehave-answers, in TravelBrain._misbehave: answers at once without calling a tool; asked
         for a call's arguments with structured output, it gives them, and answers from the result.)
+    (misbehave-hasty, also there: the Researcher makes every call at once, before get_destination has
+        named the currency: the budget goes to EUR, and no time difference is asked for.)
     """
     kind = model.split(":")[0].removeprefix("misbehave-") if model.startswith("misbehave-") else ""
     last = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")

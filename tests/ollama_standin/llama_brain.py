@@ -555,6 +555,7 @@ class LlamaBrain:
         self.n_ctx = 0
         self.last_raw = ""  # the model's last output, before any tool-call parsing
         self.last_prompt = ""
+        self.prompts = 0  # prompts written to STANDIN_PROMPT_LOG
 
     # -- model -------------------------------------------------------------------------------------
 
@@ -626,6 +627,10 @@ class LlamaBrain:
                 discard = len(tokens) - (num_ctx - 1)
                 tokens = tokens[:keep] + tokens[keep + discard :]
             self.last_prompt = self.llm.detokenize(tokens, special=True).decode(errors="replace")
+            if prompts := os.environ.get("STANDIN_PROMPT_LOG"):  # a directory: each prompt as the model read it
+                self.prompts += 1
+                Path(prompts).mkdir(parents=True, exist_ok=True)
+                (Path(prompts) / f"{self.prompts:03d}.txt").write_text(self.last_prompt)
             grammar = _grammar(format)
             if grammar is False:
                 return Reply(error=(500, "invalid JSON schema in format"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from agent_framework import Content, Message
 
-from orchestrator import grounding
+from orchestrator import grounding, guarded
 from orchestrator.agents import RESEARCHER
 from orchestrator.answers import ANSWER_NOW, CUT, ECHO, EMPTY, REPETITIVE, TOOL_SYNTAX, VAGUE, check_answer
 from orchestrator.context_budget import TRIMMED_RESULT, ContextMeter, ContextOverflow, fit
@@ -250,3 +250,14 @@ def test_a_figure_of_another_kind_is_grounded_only_to_the_whole_number():
     checked = grounding.check("35.02° N; 1,463,723 km; 1,470,000 km", results)
     assert [g["figure"] for g in checked["grounded"]] == ["35.02°", "1,463,723 km"]
     assert [u["figure"] for u in checked["ungrounded"]] == ["1,470,000 km"]
+
+
+def test_arguments_the_request_settles_are_fixed_in_the_schema_the_model_fills():
+    schema = {"type": "object", "required": ["amount", "from_currency", "to_currency"],
+              "properties": {"amount": {"type": "number"}, "from_currency": {"type": "string"},
+                             "to_currency": {"type": "string"}}}  # fmt: skip
+    fixed = guarded._fixed(schema, {"amount": 1500.0, "to_currency": "ISK"})
+    assert fixed["properties"]["to_currency"] == {"type": "string", "enum": ["ISK"]}
+    assert fixed["properties"]["amount"] == {"type": "number", "enum": [1500.0]}
+    assert fixed["properties"]["from_currency"] == {"type": "string"} and fixed["required"] == schema["required"]
+    assert schema["properties"]["to_currency"] == {"type": "string"}  # the tool's own schema is left as it was

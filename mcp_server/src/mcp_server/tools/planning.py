@@ -142,8 +142,10 @@ def _not_a_boolean(value: object) -> object:
 
 def convert_currency(
     amount: Annotated[float, BeforeValidator(_not_a_boolean), Field(description="Amount in from_currency")],
-    from_currency: Annotated[str, Field(description="ISO 4217 code, e.g. USD")],
-    to_currency: Annotated[str, Field(description="ISO 4217 code, e.g. EUR")],
+    from_currency: Annotated[str, Field(description="ISO 4217 code of the amount, e.g. USD for a budget in dollars")],
+    to_currency: Annotated[
+        str, Field(description="ISO 4217 code wanted; for a trip, the currency_code get_destination gave")
+    ],
 ) -> Conversion:
     """Convert an amount between currencies with the offline European Central Bank reference
     rates shipped with the server. The result states the date of the rates."""
