@@ -15,7 +15,8 @@ HEAD = "Facts the tools returned (use these figures as they are)"
 
 
 def _destination(r: dict[str, Any]) -> list[str]:
-    where = ", ".join(str(p) for p in (r.get("city"), r.get("region"), r.get("country")) if p)
+    within = ", ".join(str(p) for p in (r.get("region"), r.get("country")) if p)
+    where = f"{r['city']} ({within})" if within else str(r["city"])  # the name alone first: tools take it
     languages = ", ".join(r.get("languages") or []) or "unknown"
     lines = [f"{where}: languages {languages}; currency {r['currency_name']} ({r['currency_code']}); "
              f"time zone {r['timezone']}."]  # fmt: skip

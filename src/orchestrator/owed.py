@@ -10,6 +10,7 @@ structured output, the settled ones fixed.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ _NOT_PLACES = frozenset(
     "january february march april may june july august september october november december "
     "monday tuesday wednesday thursday friday saturday sunday today tomorrow home work".split()
 )
-_ORIGIN = re.compile(rf"\bfrom\s+(?:the\s+)?(?P<place>{PLACE})")
+_MONTHS = "january february march april may june july august september october november december".split()
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_ORIGIN = re.compile(rf"\bfrom\s+(?P<place>{PLACE})")
 
 
 def budget(request: str) -> Budget | None:
@@ -74,6 +77,23 @@ def origin(request: str) -> str | None:
     return None
 
 
+def travel_date(request: str, today: dt.date | None = None) -> str | None:
+    """The day the time difference is taken on: the request's first date, else the 15th of the month
+    it names (this year, or next year once that month is past); None when it names neither. Summer
+    time moves the difference (New York to Reykjavik is 5 h in January, 4 h in May)."""
+    if match := _ISO_DATE.search(request):
+        return match.group(0)
+    today = today or dt.date.today()
+    # "in May", "May 3", "in may": a month; "I may fly" is not
+    named = re.findall(rf"\b(?:in|during|early|mid|late)\s+({'|'.join(_MONTHS)})\b", request, re.IGNORECASE)
+    named += [m.casefold() for m in re.findall(r"\b([A-Z][a-z]+)\b", request) if m.casefold() in _MONTHS]
+    month = _MONTHS.index(named[0].casefold()) + 1 if named else None
+    if month is None:
+        return None
+    year = today.year if month >= today.month else today.year + 1
+    return dt.date(year, month, 15).isoformat()
+
+
 def researcher(request: str, calls: Sequence[ToolCall]) -> list[Owed]:
     """After get_destination: the budget converted to the destination's currency, and the time
     difference from where the traveller starts, when the request gives them."""
@@ -93,8 +113,10 @@ def researcher(request: str, calls: Sequence[ToolCall]) -> list[Owed]:
         owed.append(Owed("convert_currency", known, f"the budget, {money.text}, in {city}'s currency, {code}"))
     start = origin(request)
     if start and city and not same_place(start, city) and not any(c.name == "time_difference" for c in calls):
-        owed.append(Owed("time_difference", {"from_city": start, "to_city": city},
-                         f"the time difference from {start} to {city}"))  # fmt: skip
+        known = {"from_city": start, "to_city": city}
+        if day := travel_date(request):
+            known["date"] = day
+        owed.append(Owed("time_difference", known, f"the time difference from {start} to {city}"))
     return owed
 
 

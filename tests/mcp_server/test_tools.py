@@ -55,13 +55,21 @@ async def test_destination_facts_come_from_shipped_data(client):
     assert abs(lisbon["latitude"] - 38.7) < 0.2
 
 
-@pytest.mark.parametrize("query", ["lisbon", "  LISBON ", "Lisboa", "Lisbon, Portugal", "Lisbon, PT"])
+@pytest.mark.parametrize(
+    "query", ["lisbon", "  LISBON ", "Lisboa", "Lisbon, Portugal", "Lisbon, PT", "Lisbon, Lisbon District, Portugal"]
+)
 async def test_city_names_are_matched_loosely(client, query):
     assert (await call(client, "get_destination", city=query))["city"] == "Lisbon"
 
 
 async def test_country_qualifier_picks_the_right_city(client):
     assert (await call(client, "get_destination", city="London, United Kingdom"))["country_code"] == "GB"
+
+
+async def test_a_region_and_country_qualifier_finds_the_city_and_a_wrong_one_does_not(client):
+    # (Qwen2.5-Coder-1.5B asked get_climate for "Kyoto, Kyoto Prefecture, Japan", as a sheet of facts named it)
+    assert (await call(client, "get_climate", city="Kyoto, Kyoto Prefecture, Japan", month=11))["city"] == "Kyoto"
+    assert "Unknown city 'Lisbon, Spain'" in await error_of(client, "get_destination", city="Lisbon, Spain")
 
 
 async def test_unknown_city_lists_the_closest_names(client):

@@ -27,7 +27,7 @@ def test_the_sheet_gives_each_fact_once_with_the_tools_figures():
     assert facts.sheet(results).splitlines() == [
         "Facts the tools returned (use these figures as they are):",
         "The trip is to Kyoto, and nowhere else.",
-        "- Kyoto, Kyoto Prefecture, Japan: languages Japanese; currency Yen (JPY); time zone Asia/Tokyo.",
+        "- Kyoto (Kyoto Prefecture, Japan): languages Japanese; currency Yen (JPY); time zone Asia/Tokyo.",
         "- Points of interest in Kyoto: Fushimi Inari Taisha, Gion.",
         "- Budget: 2,000 AUD is about 220,925.55 JPY (rates of 2026-10-30).",
         "- Time difference: On 2026-12-06, Kyoto is 2 h behind Sydney.",

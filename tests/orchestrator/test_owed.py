@@ -3,6 +3,8 @@ a call counts as made."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from orchestrator import owed
@@ -38,6 +40,8 @@ def test_no_budget_is_read_where_there_is_none(request_):
         ("Lisbon in May, I fly from London", "London"),
         ("a week in Rome from May 3 to May 10", None),
         ("a week in Rome from Monday", None),
+        ("Paris, from the Hague", None),  # no capital: no call that would fail on "Hague"
+        ("Paris, from The Hague", "The Hague"),
         ("3 days in Oslo", None),
     ],
 )
@@ -52,7 +56,7 @@ def test_the_researcher_owes_the_budget_in_the_destinations_currency_and_the_tim
     assert owed.researcher(request, found) == [
         owed.Owed("convert_currency", {"amount": 2000, "to_currency": "JPY", "from_currency": "AUD"},
                   "the budget, 2000 AUD, in Kyoto's currency, JPY"),
-        owed.Owed("time_difference", {"from_city": "Sydney", "to_city": "Kyoto"},
+        owed.Owed("time_difference", {"from_city": "Sydney", "to_city": "Kyoto", "date": owed.travel_date(request)},
                   "the time difference from Sydney to Kyoto"),
     ]  # fmt: skip
     # A conversion to another currency (EUR, made before the model knew the destination's) does not count.
@@ -68,3 +72,12 @@ def test_nothing_is_owed_that_the_request_does_not_ask_for():
     found = [ToolCall("Researcher", "get_destination", {"city": "Kyoto"}, result=KYOTO)]
     assert owed.researcher("4 days in Kyoto in November", found) == []
     assert owed.researcher("Kyoto with 90000 JPY, from Kyoto station", found) == []  # same currency, same place
+
+
+def test_the_time_difference_is_taken_in_the_travel_month():
+    december = dt.date(2026, 12, 6)
+    assert owed.travel_date("Kyoto in November", december) == "2027-11-15"  # November is past: next year's
+    assert owed.travel_date("Reykjavik in december", december) == "2026-12-15"
+    assert owed.travel_date("Rome from 2027-05-03 to 2027-05-10", december) == "2027-05-03"
+    assert owed.travel_date("3 days in Oslo", december) is None
+    assert owed.travel_date("3 days in Oslo, I may fly from Bergen", december) is None

@@ -78,12 +78,12 @@ class Catalog:
                 self._by_key.setdefault(key, []).append(city)
 
     def find(self, query: str) -> City:
-        """Resolve 'Paris', 'paris, france', 'Zurich' or 'Paris, FR' to one city."""
-        name, _, country = query.partition(",")
+        """Resolve 'Paris', 'paris, france', 'Zurich', 'Paris, FR' or 'Kyoto, Kyoto Prefecture, Japan'
+        (each part after the name a region, a country or a country code) to one city."""
+        name, *qualifiers = query.split(",")
         matches = self._by_key.get(fold(name), [])
-        if country.strip():
-            wanted = fold(country)
-            matches = [c for c in matches if wanted in (fold(c.country), fold(c.country_code))]
+        for qualifier in filter(None, (fold(q) for q in qualifiers)):
+            matches = [c for c in matches if qualifier in (fold(c.country), fold(c.country_code), fold(c.region))]
         # Prefer the curated English name over a GeoNames alias shared by another city.
         exact = [c for c in matches if fold(c.name) == fold(name)]
         if exact or matches:
