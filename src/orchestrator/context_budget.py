@@ -32,8 +32,11 @@ CONTINUATION = "please continue."
 # earlier agents' answers, so it is the team's words, not the traveller's request.
 HANDOFF_HEAD = "Your turn in the travel team"
 # Sent (not kept) after tool results: small models given a tool result as the last message often
-# say the traveller's request back instead of going on (Qwen2.5-Coder-1.5B did, every time).
-AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
+# say the traveller's request back instead of going on (Qwen2.5-Coder-1.5B did, every time). Answering
+# comes first: told "Go on ...: call another of your tools if you still need one, otherwise answer", the
+# same model answered 2 times in 9 (three prompts it really read, three seeds; 6 times "I'm sorry, but
+# I can't assist with that."), and 8 times in 9 with this line (scripts/prompt-variants.py).
+AFTER_TOOLS = "Answer from the tool results above, or call another of your tools if you still need one."
 AFTER_TOOLS_CLOSED = "Answer now from the tool results above."  # when the agent's tools are closed
 ASK_ARGUMENTS_HEAD = "Before answering, you must call"  # guarded.ASK_ARGUMENTS
 

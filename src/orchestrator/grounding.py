@@ -60,15 +60,15 @@ class Figure:
 
     @property
     def miles(self) -> bool:
-        return self.kind == "distance" and bool(re.search(r"mi", self.text))
+        return self.kind == "distance" and bool(re.search(r"\bmi(?:les?)?\b", self.text))
 
 
 def _kind(unit: str) -> str:
     lowered = unit.lower()
+    if lowered.startswith(("mm", "millim", "cm")):  # before "mi": "millimeters" is rain, not miles
+        return "rain"
     if lowered.startswith(("mile", "mi")):
         return "distance"
-    if lowered.startswith(("mm", "millim", "cm")):
-        return "rain"
     if lowered.startswith(("hour", "hr")) or lowered == "h":
         return "hours"
     if lowered[:1] in "°º" or lowered.startswith("degree"):

@@ -560,7 +560,7 @@ HANDOFF_HEAD = "Your turn in the travel team"
 ORCHESTRATOR_STARTS = ("Your last reply", "Your last answer", "Now write your answer", "First call ",
                        "Before answering, you must call")  # fmt: skip
 AFTER_TOOLS_CLOSED = "Answer now from the tool results above."
-AFTER_TOOLS = "Go on from the tool results above: call another of your tools if you still need one, otherwise answer."
+AFTER_TOOLS = "Answer from the tool results above, or call another of your tools if you still need one."
 
 
 def _is_request(message: dict[str, Any]) -> bool:

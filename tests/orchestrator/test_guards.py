@@ -146,6 +146,16 @@ def test_figures_from_tools_are_grounded_and_others_are_not():
     assert [u["figure"] for u in checked["ungrounded"]] == ["€45"]
 
 
+def test_millimetres_written_out_are_rain_not_miles():
+    # Qwen2.5-Coder-1.5B's Weather agent wrote "89 millimeters"; read as miles it failed the turn
+    results = [("get_climate", {"months": [{"precip_mm": 89.0}]}), ("travel_distance", {"distance_km": 313})]
+    checked = grounding.check("89 millimeters, 89 millimetres, 89 mm; 194 miles, 194 mi", results)
+    assert [(g["figure"], g["kind"]) for g in checked["grounded"]] == [
+        ("89 millimeters", "rain"), ("89 millimetres", "rain"), ("89 mm", "rain"), ("194 miles", "distance"),
+        ("194 mi", "distance")]  # fmt: skip
+    assert checked["ungrounded"] == []
+
+
 def test_a_decimal_comma_counts_as_the_same_figure():
     checked = grounding.check("about 918,40 EUR", [("convert_currency", {"converted": 918.4})])
     assert checked["grounded"] and not checked["ungrounded"]
