@@ -176,13 +176,14 @@ def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> d
     grounded, ungrounded = [], []
     for figure in figures(text):
         # The tool that reports this kind of figure is asked first (14 °C is the climate's low even
-        # when a destination's record holds a 14 somewhere too), then the traveller's own words, then
-        # the other results, to the whole number.
+        # when a destination's record holds a 14 somewhere too), then the traveller's own words. Only a
+        # figure no tool reports (a coordinate) is looked for in the other results, to the whole number:
+        # "$5" is no amount a time difference of 5 h grounds.
         preferred = PREFERRED.get(figure.kind, ())
         source = next((name for name, values in sources if name in preferred and _any(figure, values)), None)
         if source is None and _any(figure, asked):
             source = "request"
-        if source is None:
+        if source is None and not preferred:
             source = next((name for name, values in sources if _any(figure, values, own_kind=False)), None)
         entry = {"figure": figure.text, "value": figure.value, "kind": figure.kind}
         if source is None:

@@ -1,10 +1,11 @@
 """The pipeline's guards around each model call and each agent's answer.
 
-GuardedChatClient is OllamaChatClient with four duties below the framework's tool loop: it fits
+GuardedChatClient is OllamaChatClient with five duties below the framework's tool loop: it fits
 the conversation into the model's context (context_budget), recovers tool calls the model wrote
 as text (text_calls) so the loop executes them, asks for a required tool's call with structured
-output when the model answered without it (Ollama has no tool_choice "required"), and notes each
-call's done_reason and prompt size.
+output when the model answered without it (Ollama has no tool_choice "required"), makes the calls
+the request shows the agent still owes (owed) when the request settles their arguments, and notes
+each call's done_reason and prompt size.
 CheckedAgentExecutor is the workflow's AgentExecutor with an answer check (answers): an unusable
 answer is retried once with a corrective instruction, and a second failure stops the turn with one
 line naming the agent, the cause and the fix.
@@ -222,6 +223,7 @@ class GuardedChatClient(OllamaChatClient):
             if log := current_log.get():
                 log.made.setdefault(self.agent, []).extend(o.name for o in settled)
             state.forced += len(settled)
+            trace.get_current_span().set_attribute("travel.tool_calls_forced", state.forced)
             made_event = {"travel.agent": self.agent, "travel.tools": [o.name for o in settled]}
             trace.get_current_span().add_event("owed tool calls made", made_event)
             yield _calls_update([(TextCall(o.name, o.known), {FORCED: o.reason or True}) for o in settled], options)

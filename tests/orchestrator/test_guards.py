@@ -255,11 +255,14 @@ def test_a_citation_or_a_date_grounds_no_figure():
     assert [g["source"] for g in without_conversion["grounded"]] == ["request"]
 
 
-def test_a_figure_of_another_kind_is_grounded_only_to_the_whole_number():
-    results = [("get_destination", {"population": 1463723, "latitude": 35.0211})]
-    checked = grounding.check("35.02° N; 1,463,723 km; 1,470,000 km", results)
-    assert [g["figure"] for g in checked["grounded"]] == ["35.02°", "1,463,723 km"]
-    assert [u["figure"] for u in checked["ungrounded"]] == ["1,470,000 km"]
+def test_a_figure_is_grounded_only_by_the_tool_that_reports_its_kind():
+    results = [("get_destination", {"population": 1463723, "latitude": 35.0211}),
+               ("time_difference", {"difference_hours": 5})]  # fmt: skip
+    checked = grounding.check("35.02° N; 35.1° N; 1,463,723 km; $5", results)
+    # a coordinate is reported by no tool of its own: any result grounds it, to the whole number
+    assert [(g["figure"], g["source"]) for g in checked["grounded"]] == [("35.02°", "get_destination"),
+                                                                         ("35.1°", "get_destination")]  # fmt: skip
+    assert [u["figure"] for u in checked["ungrounded"]] == ["1,463,723 km", "$5"]
 
 
 def test_arguments_the_request_settles_are_fixed_in_the_schema_the_model_fills():
