@@ -97,8 +97,10 @@ def travel_date(request: str, today: dt.date | None = None) -> str | None:
 def researcher(request: str, calls: Sequence[ToolCall]) -> list[Owed]:
     """After get_destination: the budget converted to the destination's currency, and the time
     difference from where the traveller starts, when the request gives them."""
-    destination = next((c.result for c in reversed(calls) if c.name == "get_destination"
-                        and isinstance(c.result, dict)), None)  # fmt: skip
+    start = origin(request)
+    # the latest place looked up that is not where the traveller starts (a model looks that up too)
+    destination = next((c.result for c in reversed(calls) if c.name == "get_destination" and isinstance(c.result, dict)
+                        and not (start and same_place(start, str(c.result.get("city") or "")))), None)  # fmt: skip
     if destination is None:
         return []  # get_destination is required: the guard asks for that first
     city, code = str(destination.get("city") or ""), str(destination.get("currency_code") or "").upper()
@@ -111,7 +113,6 @@ def researcher(request: str, calls: Sequence[ToolCall]) -> list[Owed]:
         if money.currency:
             known["from_currency"] = money.currency
         owed.append(Owed("convert_currency", known, f"the budget, {money.text}, in {city}'s currency, {code}"))
-    start = origin(request)
     if start and city and not same_place(start, city) and not any(c.name == "time_difference" for c in calls):
         known = {"from_city": start, "to_city": city}
         if day := travel_date(request):

@@ -81,3 +81,12 @@ def test_the_time_difference_is_taken_in_the_travel_month():
     assert owed.travel_date("Rome from 2027-05-03 to 2027-05-10", december) == "2027-05-03"
     assert owed.travel_date("3 days in Oslo", december) is None
     assert owed.travel_date("3 days in Oslo, I may fly from Bergen", december) is None
+
+
+def test_the_place_the_traveller_starts_from_is_not_the_destination():
+    request = "4 days in Kyoto in November, flying from Sydney with 2000 AUD"
+    sydney = {"city": "Sydney", "country": "Australia", "currency_code": "AUD"}
+    found = [ToolCall("Researcher", "get_destination", {"city": "Kyoto"}, result=KYOTO),
+             ToolCall("Researcher", "get_destination", {"city": "Sydney"}, result=sydney)]  # fmt: skip
+    (conversion, _) = owed.researcher(request, found)
+    assert conversion.known["to_currency"] == "JPY"

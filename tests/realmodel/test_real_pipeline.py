@@ -10,6 +10,7 @@ made of tool-call syntax, never ok with figures from nowhere.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -80,6 +81,15 @@ def test_a_real_model_plans_from_the_tools_or_fails_clearly(real_ollama, tools, 
         assert code == 0
         # the Researcher and the Weather agent had their facts from their tools
         assert {"get_destination", "get_climate"} <= {c["name"] for c in record["tool_calls"] if c["ok"]}
+        # the budget was converted to the destination's currency, and the time difference taken from the
+        # traveller's start: by the model, or by the pipeline when the model did not (owed.py)
+        city = re.search(r"days in (\w+)", prompt).group(1)
+        (code,) = {c["result"]["currency_code"] for c in record["tool_calls"] if c["name"] == "get_destination"
+                   and c["ok"] and isinstance(c["result"], dict) and c["result"]["city"] == city}  # fmt: skip
+        converted = {str(c["arguments"].get("to_currency")).upper() for c in record["tool_calls"]
+                     if c["name"] == "convert_currency" and c["ok"]}  # fmt: skip
+        assert code in converted, record["tool_calls"]
+        assert any(c["name"] == "time_difference" and c["ok"] for c in record["tool_calls"]), record["tool_calls"]
         assert record["plan"] and not only_calls(record["plan"])
         assert '"arguments"' not in record["plan"]
         ungrounded = [f for f in record["grounding"]["ungrounded"] if f["kind"] in CHECKED]
