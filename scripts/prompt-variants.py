@@ -87,8 +87,9 @@ def main() -> int:
                 out = llm.create_completion(text, max_tokens=60, temperature=args.temperature, seed=seed,
                                             stop=["<|im_end|>"])  # fmt: skip
                 reply = out["choices"][0]["text"]
-                totals[name][kind(reply, prompt)] += 1
-                print(f"{path.stem} | {name} | seed {seed} | {kind(reply, prompt)}: {reply.strip()[:90]!r}", flush=True)
+                found = kind(reply, prompt)
+                totals[name][found] += 1
+                print(f"{path.stem} | {name} | seed {seed} | {found}: {reply.strip()[:90]!r}", flush=True)
     print()
     kinds = ("answer", "tool call", "refusal", "echo", "empty")
     print(f"{'line after tool results':<24}" + "".join(f"{k:>11}" for k in kinds))

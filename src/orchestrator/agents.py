@@ -9,7 +9,7 @@ from typing import Any
 from agent_framework import Agent, FunctionTool
 
 from . import owed
-from .owed import Owes
+from .owed import EarlierResults, Owes
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class AgentSpec:
     # What it sees of the earlier agents' tool results: "raw" (the calls and results), "sheet" (only
     # the sheet of facts, facts.py, in its handoff) or "both" (the sheet, and the raw results without
     # list_destinations' candidate cities)
-    earlier_results: str = "raw"
+    earlier_results: EarlierResults = "raw"
 
 
 RESEARCHER = AgentSpec(

@@ -118,7 +118,7 @@ def _leaves(result: Any, skip: frozenset[str] = frozenset()) -> Iterable[Any]:
 # A result's citation ("1991-2020 WMO normals", "currencyconverter 0.18.23") and its dates hold no
 # figure a traveller acts on: "$2000" is not grounded by the climate's "1991-2020".
 _NOT_FIGURES = frozenset({"source"})
-_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 
 
 def _values(result: Any) -> Iterable[float]:
@@ -129,13 +129,11 @@ def _values(result: Any) -> Iterable[float]:
         if isinstance(leaf, int | float):
             yield float(leaf)
         elif isinstance(leaf, str):
-            yield from numbers(_DATE.sub(" ", leaf))
+            yield from numbers(ISO_DATE.sub(" ", leaf))
 
 
-def _matches(figure: Figure, value: float, *, own_kind: bool = True) -> bool:
-    """Whether `value` is the figure as written, allowing for units and rounding. A value from a result
-    that does not report this kind of figure must match to the rounding of a whole number: the 1%
-    slack for a rounded amount would let 2000 USD pass for a climate table's 2020."""
+def _matches(figure: Figure, value: float) -> bool:
+    """Whether `value` is the figure as written, allowing for units and rounding."""
     candidates = [value]
     if figure.fahrenheit:
         candidates = [value * 9 / 5 + 32]
@@ -145,15 +143,13 @@ def _matches(figure: Figure, value: float, *, own_kind: bool = True) -> bool:
         tolerance = 1.5 if figure.fahrenheit else max(0.51, 0.01 * abs(target))
         if figure.kind == "money":
             tolerance = max(1.0, 0.01 * abs(target))
-        if not own_kind:
-            tolerance = min(tolerance, 0.51)
         if abs(abs(figure.value) - abs(target)) <= tolerance:
             return True
     return False
 
 
-def _any(figure: Figure, values: Iterable[float], *, own_kind: bool = True) -> bool:
-    return any(_matches(figure, value, own_kind=own_kind) for value in values)
+def _any(figure: Figure, values: Iterable[float]) -> bool:
+    return any(_matches(figure, value) for value in values)
 
 
 PREFERRED = {
@@ -177,14 +173,14 @@ def check(text: str, results: Iterable[tuple[str, Any]], request: str = "") -> d
     for figure in figures(text):
         # The tool that reports this kind of figure is asked first (14 °C is the climate's low even
         # when a destination's record holds a 14 somewhere too), then the traveller's own words. Only a
-        # figure no tool reports (a coordinate) is looked for in the other results, to the whole number:
-        # "$5" is no amount a time difference of 5 h grounds.
+        # figure no tool reports (a coordinate) is looked for in the other results: "$5" is no amount a
+        # time difference of 5 h grounds.
         preferred = PREFERRED.get(figure.kind, ())
         source = next((name for name, values in sources if name in preferred and _any(figure, values)), None)
         if source is None and _any(figure, asked):
             source = "request"
         if source is None and not preferred:
-            source = next((name for name, values in sources if _any(figure, values, own_kind=False)), None)
+            source = next((name for name, values in sources if _any(figure, values)), None)
         entry = {"figure": figure.text, "value": figure.value, "kind": figure.kind}
         if source is None:
             ungrounded.append(entry)

@@ -50,7 +50,7 @@ from .context_budget import (
     request_chars,
 )
 from .errors import ExitCode, UserError
-from .owed import Owed, Owes
+from .owed import EarlierResults, Owed, Owes, nothing
 from .text_calls import TextCall, declared_only, find_calls, looks_like_call_start
 from .tool_server import ToolCall, current_log
 
@@ -133,7 +133,7 @@ def _declared(options: Mapping[str, Any], name: str, arguments: dict[str, Any]) 
 class GuardedChatClient(OllamaChatClient):
     """OllamaChatClient for one agent of the team, with the guards described above."""
 
-    def __init__(self, *, agent: str, required: tuple[str, ...] = (), owes: Owes | None = None,
+    def __init__(self, *, agent: str, required: tuple[str, ...] = (), owes: Owes = nothing,
                  **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.agent = agent
@@ -149,8 +149,8 @@ class GuardedChatClient(OllamaChatClient):
                          and state.asked.get(name, 0) < MAX_ASKS_PER_TOOL), None)  # fmt: skip
         if required is not None:
             return [Owed(required)]
-        owed = self.owes(request, done) if self.owes else []
-        return [o for o in owed if o.name in tools and o.name not in state.made and not state.asked.get(o.name)]
+        tried = state.made | set(state.asked)
+        return [o for o in self.owes(request, done) if o.name in tools and o.name not in tried]
 
     async def _ask_for_call(self, guard: TurnGuard, sent: list[Message], options: Mapping[str, Any],
                             owed: Owed) -> dict[str, Any] | None:  # fmt: skip
@@ -444,7 +444,7 @@ class CheckedAgentExecutor(AgentExecutor):
     """
 
     def __init__(self, agent: Any, *, tools: frozenset[str], required: tuple[str, ...] = (), handoff: str = "",
-                 earlier_results: str = "raw", **kwargs: Any) -> None:  # fmt: skip
+                 earlier_results: EarlierResults = "raw", **kwargs: Any) -> None:  # fmt: skip
         super().__init__(agent, **kwargs)
         self.tools = tools
         self.required = tuple(name for name in required if name in tools)  # a tool the server lacks is not asked for

@@ -14,9 +14,9 @@ import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from .grounding import PLACE, same_place
+from .grounding import ISO_DATE, PLACE, same_place
 from .tool_server import ToolCall
 
 
@@ -28,6 +28,8 @@ class Owed:
 
 
 Owes = Callable[[str, Sequence[ToolCall]], list[Owed]]  # (request, the agent's successful calls) -> owed
+# What an agent sees of the earlier agents' tool results (AgentSpec.earlier_results)
+EarlierResults = Literal["raw", "sheet", "both"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,8 @@ _BUDGET = re.compile(
     rf"(?P<symbol>[€£$¥])\s?(?P<a>{_NUMBER})|(?P<b>{_NUMBER})\s?(?:(?P<code>[A-Z]{{3}})\b|(?P<word>{'|'.join(_WORDS)})\b)",
     re.IGNORECASE,
 )
-_NOT_PLACES = frozenset(
-    "january february march april may june july august september october november december "
-    "monday tuesday wednesday thursday friday saturday sunday today tomorrow home work".split()
-)
 _MONTHS = "january february march april may june july august september october november december".split()
-_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_NOT_PLACES = frozenset(_MONTHS + "monday tuesday wednesday thursday friday saturday sunday today tomorrow".split())
 _ORIGIN = re.compile(rf"\bfrom\s+(?P<place>{PLACE})")
 
 
@@ -81,7 +79,7 @@ def travel_date(request: str, today: dt.date | None = None) -> str | None:
     """The day the time difference is taken on: the request's first date, else the 15th of the month
     it names (this year, or next year once that month is past); None when it names neither. Summer
     time moves the difference (New York to Reykjavik is 5 h in January, 4 h in May)."""
-    if match := _ISO_DATE.search(request):
+    if match := ISO_DATE.search(request):
         return match.group(0)
     today = today or dt.date.today()
     # "in May", "May 3", "in may": a month; "I may fly" is not
